@@ -1,0 +1,17 @@
+//! Bilateral accounts: transactions, frames and the 2-of-2 consensus between two entities.
+
+mod frame;
+mod machine;
+mod tx;
+
+#[cfg(test)]
+mod tests;
+
+pub use frame::{
+    AccountKey, AccountMessage, DisputeProof, Frame, FrameAck, FrameHeader, SignedFrame,
+};
+pub use machine::{
+    Account, AccountError, AccountEvent, Clock, MAX_CLOCK_SKEW_MS, MAX_FRAME_TXS, PendingFrame,
+    Reply, Step,
+};
+pub use tx::{AccountState, AccountTx, TxError};

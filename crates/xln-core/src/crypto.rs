@@ -1,0 +1,191 @@
+//! Signer keys, Ethereum addresses and 65-byte recoverable signatures over keccak digests,
+//! exactly as the contracts check them with `ecrecover` (PROTOCOL.md §1).
+
+use crate::bytes::fixed_bytes;
+use k256::ecdsa::{RecoveryId, Signature as EcdsaSignature, SigningKey, VerifyingKey};
+use sha3::{Digest, Keccak256};
+
+fixed_bytes!(
+    /// A 32-byte keccak-256 digest.
+    Hash,
+    32
+);
+fixed_bytes!(
+    /// An Ethereum address: the last 20 bytes of the keccak of the uncompressed public key.
+    Address,
+    20
+);
+fixed_bytes!(
+    /// A recoverable ECDSA signature `r ‖ s ‖ v` with `v ∈ {27, 28}` and low `s`.
+    Signature,
+    65
+);
+
+/// keccak-256 of `data`.
+pub fn keccak256(data: &[u8]) -> Hash {
+    Hash(Keccak256::digest(data).into())
+}
+
+/// Why a key or a signature was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    #[error("not a valid secp256k1 private key")]
+    InvalidPrivateKey,
+    #[error("malformed signature: {0}")]
+    MalformedSignature(&'static str),
+    #[error("signature does not recover to a public key")]
+    Unrecoverable,
+}
+
+/// A signer's private key. Its `Debug` never shows the secret.
+#[derive(Clone)]
+pub struct SignerKey {
+    key: SigningKey,
+    address: Address,
+}
+
+impl SignerKey {
+    /// A key from 32 secret bytes (which the caller got from its random source or a key file).
+    pub fn from_bytes(secret: &[u8; 32]) -> Result<Self, CryptoError> {
+        let key = SigningKey::from_slice(secret).map_err(|_| CryptoError::InvalidPrivateKey)?;
+        let address = address_of(key.verifying_key());
+        Ok(Self { key, address })
+    }
+
+    /// The 32 secret bytes, for writing the key file. Never log them.
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        self.key.to_bytes().into()
+    }
+
+    pub fn address(&self) -> Address {
+        self.address
+    }
+
+    /// Signs a 32-byte digest. RFC 6979 makes this deterministic: no randomness needed.
+    pub fn sign(&self, digest: &Hash) -> Signature {
+        // Signing a 32-byte prehash with a valid key cannot fail; k256 returns low-s.
+        let (sig, recovery) = self
+            .key
+            .sign_prehash_recoverable(&digest.0)
+            .unwrap_or_else(|_| unreachable!("signing a 32-byte digest with a valid key"));
+        let mut out = [0u8; 65];
+        out[..64].copy_from_slice(&sig.to_bytes());
+        out[64] = 27 + recovery.to_byte();
+        Signature(out)
+    }
+}
+
+impl std::fmt::Debug for SignerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SignerKey({}, secret hidden)", self.address)
+    }
+}
+
+impl Signature {
+    /// The address whose key made this signature over `digest`. Rejects what `ecrecover`
+    /// callers must reject too: high `s`, a `v` other than 27/28, zero `r` or `s`.
+    pub fn recover(&self, digest: &Hash) -> Result<Address, CryptoError> {
+        let sig = EcdsaSignature::from_slice(&self.0[..64])
+            .map_err(|_| CryptoError::MalformedSignature("r or s out of range"))?;
+        if sig.normalize_s().is_some() {
+            return Err(CryptoError::MalformedSignature("high s"));
+        }
+        let recovery = match self.0[64] {
+            v @ (27 | 28) => RecoveryId::from_byte(v - 27),
+            _ => None,
+        }
+        .ok_or(CryptoError::MalformedSignature("v must be 27 or 28"))?;
+        let key = VerifyingKey::recover_from_prehash(&digest.0, &sig, recovery)
+            .map_err(|_| CryptoError::Unrecoverable)?;
+        Ok(address_of(&key))
+    }
+}
+
+fn address_of(key: &VerifyingKey) -> Address {
+    let point = key.to_encoded_point(false);
+    // Uncompressed SEC1: 0x04 ‖ x ‖ y; the address hashes x ‖ y.
+    let hash = keccak256(&point.as_bytes()[1..]);
+    let mut address = [0u8; 20];
+    address.copy_from_slice(&hash.0[12..]);
+    Address(address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // anvil's and hardhat's first dev account: a public test vector.
+    const ANVIL_KEY_0: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+    const ANVIL_ADDRESS_0: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+
+    fn anvil_key() -> SignerKey {
+        SignerKey::from_bytes(&crate::bytes::parse_hex(ANVIL_KEY_0).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn keccak_of_empty_input_is_the_known_constant() {
+        assert_eq!(
+            keccak256(b"").to_string(),
+            "0xc5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+        );
+    }
+
+    #[test]
+    fn known_private_key_gives_its_known_address() {
+        assert_eq!(anvil_key().address().to_string(), ANVIL_ADDRESS_0);
+    }
+
+    #[test]
+    fn signature_recovers_to_the_signer_and_not_for_another_digest() {
+        let key = anvil_key();
+        let digest = keccak256(b"xln");
+        let sig = key.sign(&digest);
+        assert!(matches!(sig.0[64], 27 | 28));
+        assert_eq!(sig.recover(&digest).unwrap(), key.address());
+        assert_ne!(sig.recover(&keccak256(b"other")).unwrap(), key.address());
+    }
+
+    #[test]
+    fn signing_is_deterministic() {
+        let key = anvil_key();
+        let digest = keccak256(b"same");
+        assert_eq!(key.sign(&digest), key.sign(&digest));
+    }
+
+    #[test]
+    fn malformed_signatures_are_refused() {
+        let key = anvil_key();
+        let digest = keccak256(b"xln");
+        let good = key.sign(&digest);
+
+        let mut bad_v = good;
+        bad_v.0[64] = 29;
+        assert_eq!(
+            bad_v.recover(&digest),
+            Err(CryptoError::MalformedSignature("v must be 27 or 28"))
+        );
+
+        let mut zero = good;
+        zero.0[..32].fill(0);
+        assert!(zero.recover(&digest).is_err());
+
+        // The same signature with s' = n - s (high s) is malleable and refused.
+        let sig = EcdsaSignature::from_slice(&good.0[..64]).unwrap();
+        let (r, s) = sig.split_scalars();
+        let high = EcdsaSignature::from_scalars(r, -*s).unwrap();
+        let mut high_s = good;
+        high_s.0[..64].copy_from_slice(&high.to_bytes());
+        assert_eq!(
+            high_s.recover(&digest),
+            Err(CryptoError::MalformedSignature("high s"))
+        );
+    }
+
+    #[test]
+    fn zero_key_is_refused() {
+        assert_eq!(
+            SignerKey::from_bytes(&[0u8; 32]).unwrap_err(),
+            CryptoError::InvalidPrivateKey
+        );
+    }
+}
