@@ -2,8 +2,9 @@
 
 use crate::bytes::fixed_bytes;
 use crate::codec::Packed;
-use crate::crypto::{Address, Hash, Signature};
+use crate::crypto::{Address, Hash, PublicKey, Signature};
 use serde::{Deserialize, Serialize};
+use std::sync::OnceLock;
 
 fixed_bytes!(
     /// An entity's 32-byte id. A lazy entity's id is its board hash; a registered one's is
@@ -19,6 +20,9 @@ impl EntityId {
     }
 }
 
+/// The most members a board may have (the EntityProvider contract has the same bound).
+pub const MAX_BOARD_MEMBERS: usize = 256;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BoardMember {
     pub signer: Address,
@@ -27,11 +31,32 @@ pub struct BoardMember {
 
 /// A board: `0 < threshold <= sum(weights)`, distinct signers, positive weights.
 /// The only way to get one is through [`Board::new`] (deserializing checks the same rules).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "BoardParts")]
 pub struct Board {
     threshold: u64,
     members: Vec<BoardMember>,
+    /// Each member's public key once a signature has revealed it, so that later signatures
+    /// are verified (~75 µs) instead of recovered (~200 µs). A cache: not part of the value.
+    #[serde(skip)]
+    keys: Vec<OnceLock<PublicKey>>,
+}
+
+impl PartialEq for Board {
+    fn eq(&self, other: &Self) -> bool {
+        self.threshold == other.threshold && self.members == other.members
+    }
+}
+
+impl Eq for Board {}
+
+impl std::fmt::Debug for Board {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Board")
+            .field("threshold", &self.threshold)
+            .field("members", &self.members)
+            .finish()
+    }
 }
 
 #[derive(Deserialize)]
@@ -51,6 +76,10 @@ impl TryFrom<BoardParts> for Board {
 pub enum BoardError {
     #[error("a board needs at least one member")]
     NoMembers,
+    #[error("a board has at most {MAX_BOARD_MEMBERS} members, not {0}")]
+    TooManyMembers(usize),
+    #[error("the zero address cannot be a member")]
+    ZeroSigner,
     #[error("member {0} has weight 0")]
     ZeroWeight(Address),
     #[error("member {0} is listed twice")]
@@ -78,11 +107,17 @@ impl Board {
         if members.is_empty() {
             return Err(BoardError::NoMembers);
         }
+        if members.len() > MAX_BOARD_MEMBERS {
+            return Err(BoardError::TooManyMembers(members.len()));
+        }
         if threshold == 0 {
             return Err(BoardError::ZeroThreshold);
         }
         let mut total: u64 = 0;
         for (i, member) in members.iter().enumerate() {
+            if member.signer == Address::ZERO {
+                return Err(BoardError::ZeroSigner);
+            }
             if member.weight == 0 {
                 return Err(BoardError::ZeroWeight(member.signer));
             }
@@ -96,7 +131,12 @@ impl Board {
         if threshold > total {
             return Err(BoardError::ThresholdAboveTotal { threshold, total });
         }
-        Ok(Self { threshold, members })
+        let keys = members.iter().map(|_| OnceLock::new()).collect();
+        Ok(Self {
+            threshold,
+            members,
+            keys,
+        })
     }
 
     /// A personal wallet's board: one signer, threshold 1.
@@ -104,6 +144,7 @@ impl Board {
         Self {
             threshold: 1,
             members: vec![BoardMember { signer, weight: 1 }],
+            keys: vec![OnceLock::new()],
         }
     }
 
@@ -146,22 +187,45 @@ impl Board {
     /// The weight behind `signatures` over `digest`: each distinct member counts once;
     /// malformed signatures, non-members and repeats count nothing.
     pub fn signed_weight(&self, digest: &Hash, signatures: &QuorumSignature) -> u64 {
-        let mut seen: Vec<Address> = Vec::with_capacity(signatures.0.len());
+        let mut counted = vec![false; self.members.len()];
         let mut weight: u64 = 0;
         for signature in &signatures.0 {
-            let Ok(signer) = signature.recover(digest) else {
-                continue;
-            };
-            if seen.contains(&signer) {
-                continue;
-            }
-            if let Some(w) = self.weight_of(&signer) {
-                seen.push(signer);
+            if let Some(index) = self.signer_index(digest, signature, &counted) {
+                counted[index] = true;
                 // Cannot overflow: the sum of all weights was checked in `new`.
-                weight += w;
+                weight += self.members[index].weight;
             }
         }
         weight
+    }
+
+    /// Which not yet counted member made `signature`: a member whose key is known is tried
+    /// first, by verification; otherwise the key is recovered and remembered.
+    fn signer_index(
+        &self,
+        digest: &Hash,
+        signature: &Signature,
+        counted: &[bool],
+    ) -> Option<usize> {
+        let known = (0..self.members.len()).find(|&i| {
+            !counted[i]
+                && self.keys[i]
+                    .get()
+                    .is_some_and(|key| signature.verify(digest, key))
+        });
+        if known.is_some() {
+            return known;
+        }
+        let key = signature.recover_key(digest).ok()?;
+        let index = self
+            .members
+            .iter()
+            .position(|m| m.signer == key.address())?;
+        if counted[index] {
+            return None;
+        }
+        let _ = self.keys[index].set(key);
+        Some(index)
     }
 
     /// Checks that `signatures` over `digest` reach the threshold.
@@ -220,6 +284,22 @@ mod tests {
             Board::new(1, vec![member(1, 0)]),
             Err(BoardError::ZeroWeight(_))
         ));
+        let zero = BoardMember {
+            signer: Address::ZERO,
+            weight: 1,
+        };
+        assert_eq!(Board::new(1, vec![zero]), Err(BoardError::ZeroSigner));
+        let many = (0..=MAX_BOARD_MEMBERS)
+            .map(|i| BoardMember {
+                signer: {
+                    let mut address = [1u8; 20];
+                    address[18..].copy_from_slice(&(i as u16).to_be_bytes());
+                    Address(address)
+                },
+                weight: 1,
+            })
+            .collect();
+        assert_eq!(Board::new(1, many), Err(BoardError::TooManyMembers(257)));
         assert_eq!(
             Board::new(1, vec![member(1, u64::MAX), member(2, 1)]),
             Err(BoardError::WeightOverflow)

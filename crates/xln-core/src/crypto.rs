@@ -81,10 +81,19 @@ impl std::fmt::Debug for SignerKey {
     }
 }
 
+/// A signer's public key, for verifying its signatures without recovering the key each time
+/// (recovery costs about three times a verification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey(VerifyingKey);
+
+impl PublicKey {
+    pub fn address(&self) -> Address {
+        address_of(&self.0)
+    }
+}
+
 impl Signature {
-    /// The address whose key made this signature over `digest`. Rejects what `ecrecover`
-    /// callers must reject too: high `s`, a `v` other than 27/28, zero `r` or `s`.
-    pub fn recover(&self, digest: &Hash) -> Result<Address, CryptoError> {
+    fn parts(&self) -> Result<(EcdsaSignature, RecoveryId), CryptoError> {
         let sig = EcdsaSignature::from_slice(&self.0[..64])
             .map_err(|_| CryptoError::MalformedSignature("r or s out of range"))?;
         if sig.normalize_s().is_some() {
@@ -95,9 +104,39 @@ impl Signature {
             _ => None,
         }
         .ok_or(CryptoError::MalformedSignature("v must be 27 or 28"))?;
-        let key = VerifyingKey::recover_from_prehash(&digest.0, &sig, recovery)
-            .map_err(|_| CryptoError::Unrecoverable)?;
-        Ok(address_of(&key))
+        Ok((sig, recovery))
+    }
+
+    /// The public key that made this signature over `digest`. Rejects what `ecrecover`
+    /// callers must reject too: high `s`, a `v` other than 27/28, zero `r` or `s`.
+    pub fn recover_key(&self, digest: &Hash) -> Result<PublicKey, CryptoError> {
+        let (sig, recovery) = self.parts()?;
+        VerifyingKey::recover_from_prehash(&digest.0, &sig, recovery)
+            .map(PublicKey)
+            .map_err(|_| CryptoError::Unrecoverable)
+    }
+
+    /// The address whose key made this signature over `digest`.
+    pub fn recover(&self, digest: &Hash) -> Result<Address, CryptoError> {
+        self.recover_key(digest).map(|key| key.address())
+    }
+
+    /// Whether `key` made this signature over `digest`. `v` must be 27 or 28 but is not
+    /// checked against the key: it is only a recovery hint, and whoever hands the signature
+    /// to `ecrecover` derives the right one (see [`Signature::with_recovery_for`]).
+    pub fn verify(&self, digest: &Hash, key: &PublicKey) -> bool {
+        use k256::ecdsa::signature::hazmat::PrehashVerifier;
+        self.parts()
+            .is_ok_and(|(sig, _)| key.0.verify_prehash(&digest.0, &sig).is_ok())
+    }
+
+    /// This signature with the `v` under which it recovers to `signer`, if there is one.
+    pub fn with_recovery_for(&self, digest: &Hash, signer: &Address) -> Option<Signature> {
+        [27u8, 28].into_iter().find_map(|v| {
+            let mut candidate = *self;
+            candidate.0[64] = v;
+            (candidate.recover(digest).ok()? == *signer).then_some(candidate)
+        })
     }
 }
 
@@ -143,6 +182,29 @@ mod tests {
         assert!(matches!(sig.0[64], 27 | 28));
         assert_eq!(sig.recover(&digest).unwrap(), key.address());
         assert_ne!(sig.recover(&keccak256(b"other")).unwrap(), key.address());
+    }
+
+    #[test]
+    fn verification_with_a_known_key_agrees_with_recovery() {
+        let key = anvil_key();
+        let digest = keccak256(b"xln");
+        let sig = key.sign(&digest);
+        let public = sig.recover_key(&digest).unwrap();
+        assert_eq!(public.address(), key.address());
+        assert!(sig.verify(&digest, &public));
+        assert!(!sig.verify(&keccak256(b"other"), &public));
+        let other = SignerKey::from_bytes(&[5; 32]).unwrap().sign(&digest);
+        assert!(!other.verify(&digest, &public));
+
+        // A flipped v still verifies against the key, and the right v can be derived back.
+        let mut flipped = sig;
+        flipped.0[64] = if sig.0[64] == 27 { 28 } else { 27 };
+        assert!(flipped.verify(&digest, &public));
+        assert_ne!(flipped.recover(&digest).ok(), Some(key.address()));
+        assert_eq!(
+            flipped.with_recovery_for(&digest, &key.address()),
+            Some(sig)
+        );
     }
 
     #[test]

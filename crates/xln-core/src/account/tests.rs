@@ -339,7 +339,8 @@ fn bad_frames_are_refused_and_change_nothing() {
     let left_key = pair.left.key.clone();
     let stranger = SignerKey::from_bytes(&[99; 32]).unwrap();
 
-    let cases: Vec<(&str, AccountMessage, fn(&AccountError) -> bool)> = vec![
+    type Case = (&'static str, AccountMessage, fn(&AccountError) -> bool);
+    let cases: Vec<Case> = vec![
         (
             "future height",
             pair.forged_left_proposal(pay(1), |f| f.height += 1, &left_key),
@@ -537,13 +538,16 @@ struct Channel {
     delivered: Vec<(bool, AccountMessage)>,
 }
 
+/// (height, hash, by_left, txs)
+type CommittedFrame = (u64, Hash, bool, Vec<AccountTx>);
+
 /// What each side asked for and what the account did with it.
 #[derive(Default)]
 struct Ledger {
     enqueued: [Vec<AccountTx>; 2],
     dropped: [Vec<AccountTx>; 2],
-    /// Committed frames as each side saw them: (height, hash, by_left, txs).
-    committed: [Vec<(u64, Hash, bool, Vec<AccountTx>)>; 2],
+    /// Committed frames as each side saw them.
+    committed: [Vec<CommittedFrame>; 2],
     credit: [u128; 2],
 }
 
