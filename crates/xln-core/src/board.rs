@@ -228,6 +228,13 @@ impl Board {
         Some(index)
     }
 
+    /// The member whose signature over `digest` this is, if any.
+    pub fn signer_of(&self, digest: &Hash, signature: &Signature) -> Option<Address> {
+        let none_counted = vec![false; self.members.len()];
+        self.signer_index(digest, signature, &none_counted)
+            .map(|i| self.members[i].signer)
+    }
+
     /// Checks that `signatures` over `digest` reach the threshold.
     pub fn verify_quorum(
         &self,

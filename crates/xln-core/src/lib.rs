@@ -10,5 +10,7 @@ mod bytes;
 pub mod codec;
 pub mod crypto;
 pub mod delta;
+pub mod entity;
+pub mod runtime;
 
 pub use bytes::{HexError, parse_hex};

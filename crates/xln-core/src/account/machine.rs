@@ -90,7 +90,7 @@ pub struct PendingFrame {
 }
 
 /// The reply to send the peer, before our entity signs it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reply {
     /// ACK the frame of this height and hash.
     pub ack: Option<(u64, Hash)>,

@@ -1,0 +1,580 @@
+//! BFT consensus of an entity's board (PROTOCOL.md §5).
+//!
+//! The first board member proposes entity frames; every member replays a proposal and, only if
+//! its own state hash matches, precommits by signing the frame hash and the hashes of the
+//! account frames the entity frame produces. At quorum weight the proposer commits with the
+//! collected signatures; every member checks the quorum before applying. A member never
+//! precommits two different frames at one height. A one-signer entity commits at once.
+
+use super::state::{EntityEvent, EntityState, EntityTx, EntityTxError, Outcome};
+use crate::account::AccountMessage;
+use crate::board::{Board, EntityId, QuorumError, QuorumSignature};
+use crate::codec::{Packed, hash_of, tag};
+use crate::crypto::{Address, Hash, Signature, SignerKey};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Most transactions one entity frame may carry.
+pub const MAX_ENTITY_FRAME_TXS: usize = 10_000;
+/// How far ahead of a member's clock a proposal's timestamp may be, in milliseconds.
+pub const MAX_ENTITY_CLOCK_SKEW_MS: u64 = 60_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityFrame {
+    pub height: u64,
+    pub timestamp: u64,
+    pub txs: Vec<EntityTx>,
+    pub prev_hash: Hash,
+    pub state_hash: Hash,
+}
+
+impl EntityFrame {
+    /// `keccak256(abi.encodePacked(ENTITY_FRAME_TAG, entity, uint64 height, uint64 timestamp,
+    /// txs_hash, prev_hash, state_hash))`.
+    pub fn hash(&self, entity: &EntityId) -> Hash {
+        Packed::new()
+            .bytes32(&tag("xln.entity.frame.v1").0)
+            .bytes32(&entity.0)
+            .u64(self.height)
+            .u64(self.timestamp)
+            .bytes32(&hash_of(&self.txs).0)
+            .bytes32(&self.prev_hash.0)
+            .bytes32(&self.state_hash.0)
+            .hash()
+    }
+}
+
+/// Messages between the replicas of one entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntityMessage {
+    /// Transactions for the proposer, from a member that received them.
+    Forward { txs: Vec<EntityTx> },
+    /// The proposer's frame, signed by the proposer.
+    Propose {
+        frame: EntityFrame,
+        signature: Signature,
+    },
+    /// A member's signatures over the frame hash and then over each account frame hash the
+    /// frame produces, in order.
+    Precommit {
+        height: u64,
+        frame_hash: Hash,
+        signatures: Vec<Signature>,
+    },
+    /// The frame with a quorum over its hash and over each account frame hash.
+    Commit {
+        frame: EntityFrame,
+        certificate: QuorumSignature,
+        account_signatures: Vec<QuorumSignature>,
+    },
+}
+
+/// Why a consensus message was refused. The replica is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConsensusError {
+    #[error("frame {height} is old (committed height {committed})")]
+    Stale { height: u64, committed: u64 },
+    #[error("frame {height} is ahead of the expected height {expected}")]
+    Future { height: u64, expected: u64 },
+    #[error("frame {height} does not follow the last committed frame")]
+    WrongPrevHash { height: u64 },
+    #[error("frame {height} is not signed by the proposer")]
+    NotFromProposer { height: u64 },
+    #[error("frame {height} goes back in time or is stamped in the future")]
+    BadTimestamp { height: u64 },
+    #[error("frame {height} has no transactions or more than {MAX_ENTITY_FRAME_TXS}")]
+    BadTxCount { height: u64 },
+    #[error("frame {height}: transaction {index} is invalid: {error}")]
+    InvalidTx {
+        height: u64,
+        index: usize,
+        error: Box<EntityTxError>,
+    },
+    #[error("frame {height}: state hash does not match the replay")]
+    StateHashMismatch { height: u64 },
+    #[error("already precommitted another frame at height {height}")]
+    AlreadyPrecommitted { height: u64 },
+    #[error("precommit for frame {height} that is not the one proposed")]
+    UnknownFrame { height: u64 },
+    #[error("not from a board member")]
+    NotAMember,
+    #[error("precommit carries {got} signatures, the frame needs {expected}")]
+    WrongSignatureCount { got: usize, expected: usize },
+    #[error("frame {height}: {error}")]
+    NoQuorum { height: u64, error: QuorumError },
+    #[error("only the proposer takes this message")]
+    NotProposer,
+    #[error("the proposer does not take this message")]
+    ProposerOnly,
+}
+
+/// What a replica asks the runtime to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplicaOutput {
+    /// To another replica of the same entity.
+    ToMember {
+        signer: Address,
+        message: EntityMessage,
+    },
+    /// To a peer entity, about our account with it.
+    ToPeer {
+        peer_board: Board,
+        message: AccountMessage,
+        sender_board: Board,
+    },
+    Event(EntityEvent),
+    /// A transaction the proposer left out of its frame, and why.
+    TxDropped {
+        tx: EntityTx,
+        error: EntityTxError,
+    },
+    /// A frame was committed at this height.
+    Committed {
+        height: u64,
+        frame_hash: Hash,
+    },
+}
+
+/// The proposer's frame waiting for precommits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct InFlight {
+    frame: EntityFrame,
+    hash: Hash,
+    state: EntityState,
+    digests: Vec<Hash>,
+    /// Signatures of each member who precommitted: frame hash first, then the digests.
+    precommits: BTreeMap<Address, Vec<Signature>>,
+    outcome: Outcome,
+}
+
+/// A member's precommitted frame: never another one at this height.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Locked {
+    height: u64,
+    hash: Hash,
+    state: EntityState,
+    signatures: Vec<Signature>,
+    events: Vec<EntityEvent>,
+}
+
+/// One signer's replica of an entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityReplica {
+    signer: Address,
+    state: EntityState,
+    /// Transactions waiting for the next frame (the proposer's).
+    mempool: Vec<EntityTx>,
+    in_flight: Option<InFlight>,
+    locked: Option<Locked>,
+}
+
+impl EntityReplica {
+    pub fn new(signer: Address, state: EntityState) -> Self {
+        Self {
+            signer,
+            state,
+            mempool: Vec::new(),
+            in_flight: None,
+            locked: None,
+        }
+    }
+
+    pub fn signer(&self) -> Address {
+        self.signer
+    }
+    pub fn state(&self) -> &EntityState {
+        &self.state
+    }
+    pub fn is_proposer(&self) -> bool {
+        self.state.board.proposer() == self.signer
+    }
+    pub fn mempool(&self) -> &[EntityTx] {
+        &self.mempool
+    }
+    /// Whether a frame of ours awaits precommits.
+    pub fn is_proposing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Transactions submitted at this replica: the proposer queues them, others forward them.
+    pub fn submit(&mut self, txs: Vec<EntityTx>) -> Vec<ReplicaOutput> {
+        if self.is_proposer() {
+            self.mempool.extend(txs);
+            Vec::new()
+        } else {
+            vec![ReplicaOutput::ToMember {
+                signer: self.state.board.proposer(),
+                message: EntityMessage::Forward { txs },
+            }]
+        }
+    }
+
+    /// Handles a message from the replica of signer `from` (authenticated by the transport;
+    /// the consensus messages also carry signatures). `now` is the runtime's time.
+    pub fn handle(
+        &mut self,
+        from: Address,
+        message: EntityMessage,
+        key: &SignerKey,
+        now: u64,
+    ) -> Result<Vec<ReplicaOutput>, ConsensusError> {
+        match message {
+            EntityMessage::Forward { txs } => {
+                if !self.is_proposer() {
+                    return Err(ConsensusError::NotProposer);
+                }
+                if self.state.board.weight_of(&from).is_none() {
+                    return Err(ConsensusError::NotAMember);
+                }
+                self.mempool.extend(txs);
+                Ok(Vec::new())
+            }
+            EntityMessage::Propose { frame, signature } => {
+                self.on_propose(&frame, &signature, key, now)
+            }
+            EntityMessage::Precommit {
+                height,
+                frame_hash,
+                signatures,
+            } => self.on_precommit(height, frame_hash, signatures),
+            EntityMessage::Commit {
+                frame,
+                certificate,
+                account_signatures: _,
+            } => self.on_commit(&frame, &certificate, now),
+        }
+    }
+
+    /// The proposer builds a frame from its mempool, if it has one and none is in flight.
+    /// Transactions that fail are left out and reported.
+    pub fn propose(&mut self, key: &SignerKey, now: u64) -> Vec<ReplicaOutput> {
+        if !self.is_proposer() || self.in_flight.is_some() || self.mempool.is_empty() {
+            return Vec::new();
+        }
+        let mut outputs = Vec::new();
+        let mut state = self.state.clone();
+        state.height += 1;
+        state.timestamp = now.max(self.state.timestamp);
+        let mut outcome = Outcome::default();
+        let mut txs = Vec::new();
+        let queued = std::mem::take(&mut self.mempool);
+        let mut queued = queued.into_iter();
+        for tx in queued.by_ref() {
+            if txs.len() == MAX_ENTITY_FRAME_TXS {
+                self.mempool.push(tx);
+                break;
+            }
+            match state.apply_tx(&tx, &mut outcome) {
+                Ok(()) => txs.push(tx),
+                Err(error) => outputs.push(ReplicaOutput::TxDropped { tx, error }),
+            }
+        }
+        self.mempool.extend(queued);
+        if txs.is_empty() {
+            return outputs;
+        }
+        state.flush_accounts(&mut outcome);
+        let frame = EntityFrame {
+            height: state.height,
+            timestamp: state.timestamp,
+            txs,
+            prev_hash: self.state.prev_hash,
+            state_hash: state.hash(),
+        };
+        let hash = frame.hash(&self.state.id);
+        state.prev_hash = hash;
+        let digests = outcome.digests();
+        let own = sign_all(key, &hash, &digests);
+        let mut precommits = BTreeMap::new();
+        precommits.insert(self.signer, own);
+        for member in self.state.board.members() {
+            if member.signer != self.signer {
+                outputs.push(ReplicaOutput::ToMember {
+                    signer: member.signer,
+                    message: EntityMessage::Propose {
+                        frame: frame.clone(),
+                        signature: key.sign(&hash),
+                    },
+                });
+            }
+        }
+        self.in_flight = Some(InFlight {
+            frame,
+            hash,
+            state,
+            digests,
+            precommits,
+            outcome,
+        });
+        // A board whose proposer alone reaches the threshold commits at once.
+        outputs.extend(self.try_commit());
+        outputs
+    }
+
+    fn on_propose(
+        &mut self,
+        frame: &EntityFrame,
+        signature: &Signature,
+        key: &SignerKey,
+        now: u64,
+    ) -> Result<Vec<ReplicaOutput>, ConsensusError> {
+        if self.is_proposer() {
+            return Err(ConsensusError::ProposerOnly);
+        }
+        let height = frame.height;
+        let hash = frame.hash(&self.state.id);
+        if self.state.board.signer_of(&hash, signature) != Some(self.state.board.proposer()) {
+            return Err(ConsensusError::NotFromProposer { height });
+        }
+        if let Some(locked) = self.locked.as_ref().filter(|l| l.height == height) {
+            if locked.hash != hash {
+                return Err(ConsensusError::AlreadyPrecommitted { height });
+            }
+            // The same proposal again: precommit again, nothing else changes.
+            return Ok(vec![self.precommit_output(
+                height,
+                hash,
+                locked.signatures.clone(),
+            )]);
+        }
+        let (state, outcome) = self.replay(frame, now)?;
+        let signatures = sign_all(key, &hash, &outcome.digests());
+        self.locked = Some(Locked {
+            height,
+            hash,
+            state,
+            signatures: signatures.clone(),
+            events: outcome.events,
+        });
+        Ok(vec![self.precommit_output(height, hash, signatures)])
+    }
+
+    fn precommit_output(
+        &self,
+        height: u64,
+        frame_hash: Hash,
+        signatures: Vec<Signature>,
+    ) -> ReplicaOutput {
+        ReplicaOutput::ToMember {
+            signer: self.state.board.proposer(),
+            message: EntityMessage::Precommit {
+                height,
+                frame_hash,
+                signatures,
+            },
+        }
+    }
+
+    /// Replays `frame` on a copy of the state: every check a member makes before signing.
+    fn replay(
+        &self,
+        frame: &EntityFrame,
+        now: u64,
+    ) -> Result<(EntityState, Outcome), ConsensusError> {
+        let height = frame.height;
+        if height <= self.state.height {
+            return Err(ConsensusError::Stale {
+                height,
+                committed: self.state.height,
+            });
+        }
+        if height != self.state.height + 1 {
+            return Err(ConsensusError::Future {
+                height,
+                expected: self.state.height + 1,
+            });
+        }
+        if frame.prev_hash != self.state.prev_hash {
+            return Err(ConsensusError::WrongPrevHash { height });
+        }
+        if frame.timestamp < self.state.timestamp
+            || frame.timestamp > now.saturating_add(MAX_ENTITY_CLOCK_SKEW_MS)
+        {
+            return Err(ConsensusError::BadTimestamp { height });
+        }
+        if frame.txs.is_empty() || frame.txs.len() > MAX_ENTITY_FRAME_TXS {
+            return Err(ConsensusError::BadTxCount { height });
+        }
+        let mut state = self.state.clone();
+        state.height = height;
+        state.timestamp = frame.timestamp;
+        let mut outcome = Outcome::default();
+        for (index, tx) in frame.txs.iter().enumerate() {
+            state
+                .apply_tx(tx, &mut outcome)
+                .map_err(|error| ConsensusError::InvalidTx {
+                    height,
+                    index,
+                    error: Box::new(error),
+                })?;
+        }
+        state.flush_accounts(&mut outcome);
+        if state.hash() != frame.state_hash {
+            return Err(ConsensusError::StateHashMismatch { height });
+        }
+        state.prev_hash = frame.hash(&self.state.id);
+        Ok((state, outcome))
+    }
+
+    fn on_precommit(
+        &mut self,
+        height: u64,
+        frame_hash: Hash,
+        signatures: Vec<Signature>,
+    ) -> Result<Vec<ReplicaOutput>, ConsensusError> {
+        if self.is_proposer() && height <= self.state.height {
+            // A precommit that arrived after the quorum was reached: nothing left to do.
+            return Ok(Vec::new());
+        }
+        let Some(in_flight) = &self.in_flight else {
+            return Err(if self.is_proposer() {
+                ConsensusError::UnknownFrame { height }
+            } else {
+                ConsensusError::NotProposer
+            });
+        };
+        if in_flight.frame.height != height || in_flight.hash != frame_hash {
+            return Err(ConsensusError::UnknownFrame { height });
+        }
+        let expected = 1 + in_flight.digests.len();
+        if signatures.len() != expected {
+            return Err(ConsensusError::WrongSignatureCount {
+                got: signatures.len(),
+                expected,
+            });
+        }
+        let board = &self.state.board;
+        let signer = board
+            .signer_of(&frame_hash, &signatures[0])
+            .ok_or(ConsensusError::NotAMember)?;
+        let all_signed = in_flight
+            .digests
+            .iter()
+            .zip(&signatures[1..])
+            .all(|(digest, signature)| board.signer_of(digest, signature) == Some(signer));
+        if !all_signed {
+            return Err(ConsensusError::NotAMember);
+        }
+        if let Some(in_flight) = &mut self.in_flight {
+            in_flight.precommits.insert(signer, signatures);
+        }
+        Ok(self.try_commit())
+    }
+
+    /// Commits the in-flight frame once its precommits reach the threshold.
+    fn try_commit(&mut self) -> Vec<ReplicaOutput> {
+        let Some(in_flight) = &self.in_flight else {
+            return Vec::new();
+        };
+        let board = &self.state.board;
+        let weight: u64 = in_flight
+            .precommits
+            .keys()
+            .filter_map(|signer| board.weight_of(signer))
+            .sum();
+        if weight < board.threshold() {
+            return Vec::new();
+        }
+        let Some(in_flight) = self.in_flight.take() else {
+            return Vec::new();
+        };
+        let certificate = QuorumSignature(in_flight.precommits.values().map(|s| s[0]).collect());
+        let account_signatures: Vec<QuorumSignature> = (0..in_flight.digests.len())
+            .map(|i| QuorumSignature(in_flight.precommits.values().map(|s| s[i + 1]).collect()))
+            .collect();
+        let mut outputs = Vec::new();
+        for member in self.state.board.members() {
+            if member.signer != self.signer {
+                outputs.push(ReplicaOutput::ToMember {
+                    signer: member.signer,
+                    message: EntityMessage::Commit {
+                        frame: in_flight.frame.clone(),
+                        certificate: certificate.clone(),
+                        account_signatures: account_signatures.clone(),
+                    },
+                });
+            }
+        }
+        let by_digest: BTreeMap<Hash, QuorumSignature> = in_flight
+            .digests
+            .iter()
+            .copied()
+            .zip(account_signatures)
+            .collect();
+        let sender_board = self.state.board.clone();
+        let me = self.state.id;
+        for outgoing in in_flight.outcome.outgoing {
+            let signed = outgoing.reply.sign(me, outgoing.peer, |digest| {
+                by_digest.get(digest).cloned().unwrap_or_default()
+            });
+            if let Some(message) = signed {
+                outputs.push(ReplicaOutput::ToPeer {
+                    peer_board: outgoing.peer_board,
+                    message,
+                    sender_board: sender_board.clone(),
+                });
+            }
+        }
+        outputs.extend(
+            in_flight
+                .outcome
+                .events
+                .into_iter()
+                .map(ReplicaOutput::Event),
+        );
+        outputs.push(ReplicaOutput::Committed {
+            height: in_flight.frame.height,
+            frame_hash: in_flight.hash,
+        });
+        self.state = in_flight.state;
+        outputs
+    }
+
+    fn on_commit(
+        &mut self,
+        frame: &EntityFrame,
+        certificate: &QuorumSignature,
+        now: u64,
+    ) -> Result<Vec<ReplicaOutput>, ConsensusError> {
+        if self.is_proposer() {
+            return Err(ConsensusError::ProposerOnly);
+        }
+        let height = frame.height;
+        let hash = frame.hash(&self.state.id);
+        self.state
+            .board
+            .verify_quorum(&hash, certificate)
+            .map_err(|error| ConsensusError::NoQuorum { height, error })?;
+        let (state, events) = match self.locked.take() {
+            Some(locked) if locked.height == height && locked.hash == hash => {
+                (locked.state, locked.events)
+            }
+            locked => {
+                // A member that missed the proposal replays the committed frame. The quorum
+                // vouches for it, but the replay must still match.
+                match self.replay(frame, now) {
+                    Ok((state, outcome)) => (state, outcome.events),
+                    Err(error) => {
+                        self.locked = locked;
+                        return Err(error);
+                    }
+                }
+            }
+        };
+        self.state = state;
+        let mut outputs: Vec<ReplicaOutput> =
+            events.into_iter().map(ReplicaOutput::Event).collect();
+        outputs.push(ReplicaOutput::Committed {
+            height,
+            frame_hash: hash,
+        });
+        Ok(outputs)
+    }
+}
+
+fn sign_all(key: &SignerKey, frame_hash: &Hash, digests: &[Hash]) -> Vec<Signature> {
+    std::iter::once(frame_hash)
+        .chain(digests)
+        .map(|digest| key.sign(digest))
+        .collect()
+}

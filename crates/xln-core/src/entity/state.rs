@@ -1,0 +1,246 @@
+//! An entity's replicated state and the transactions its frames carry.
+
+use crate::account::{
+    Account, AccountError, AccountEvent, AccountMessage, AccountTx, Clock, Reply,
+};
+use crate::board::{Board, EntityId};
+use crate::codec::hash_of;
+use crate::crypto::Hash;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A transaction of an entity frame. Every replica applies the same ones in the same order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntityTx {
+    /// Open an account with `peer`, whose board verifies its signatures.
+    OpenAccount { peer: EntityId, peer_board: Board },
+    /// Queue a transaction on the account with `peer`.
+    Account { peer: EntityId, tx: AccountTx },
+    /// A message from a peer entity about our account with it. `sender_board` lets a lazy
+    /// entity open an account with us by its first message.
+    AccountInput {
+        message: Box<AccountMessage>,
+        sender_board: Board,
+    },
+    /// The jurisdiction reached this block height.
+    ChainBlock { height: u64 },
+}
+
+/// Why an entity transaction was refused. The state is unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntityTxError {
+    #[error("an account with {0} exists already")]
+    AccountExists(EntityId),
+    #[error("no account with {0}")]
+    NoAccount(EntityId),
+    #[error("an entity cannot have an account with itself")]
+    SelfAccount,
+    #[error("board does not hash to the entity id {0}")]
+    BoardMismatch(EntityId),
+    #[error("message for {0}, not for this entity")]
+    NotForUs(EntityId),
+    #[error("account with {peer}: {error}")]
+    Account { peer: EntityId, error: AccountError },
+    #[error("chain height {height} is not above the known {known}")]
+    StaleChainHeight { height: u64, known: u64 },
+}
+
+/// What an entity did, for the console and the tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntityEvent {
+    AccountOpened { peer: EntityId },
+    Account { peer: EntityId, event: AccountEvent },
+}
+
+/// One account of the entity and the board of its peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountEntry {
+    pub account: Account,
+    pub peer_board: Board,
+}
+
+/// A reply to a peer entity that the entity's signature has yet to be put on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub peer: EntityId,
+    pub peer_board: Board,
+    pub reply: Reply,
+}
+
+/// What applying transactions produced besides the new state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub outgoing: Vec<Outgoing>,
+    pub events: Vec<EntityEvent>,
+}
+
+impl Outcome {
+    /// The account frame hashes the entity must sign, in order.
+    pub fn digests(&self) -> Vec<Hash> {
+        self.outgoing
+            .iter()
+            .flat_map(|o| o.reply.digests())
+            .collect()
+    }
+}
+
+/// The state every replica of an entity holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityState {
+    pub id: EntityId,
+    pub board: Board,
+    /// The jurisdiction its accounts' frames are bound to.
+    pub domain: Hash,
+    pub height: u64,
+    pub timestamp: u64,
+    pub j_height: u64,
+    /// The hash of the last committed entity frame.
+    pub prev_hash: Hash,
+    pub accounts: BTreeMap<EntityId, AccountEntry>,
+}
+
+impl EntityState {
+    pub fn new(id: EntityId, board: Board, domain: Hash) -> Self {
+        Self {
+            id,
+            board,
+            domain,
+            height: 0,
+            timestamp: 0,
+            j_height: 0,
+            prev_hash: Hash::ZERO,
+            accounts: BTreeMap::new(),
+        }
+    }
+
+    pub fn hash(&self) -> Hash {
+        hash_of(self)
+    }
+
+    fn clock(&self) -> Clock {
+        Clock {
+            timestamp: self.timestamp,
+            j_height: self.j_height,
+        }
+    }
+
+    /// Applies one transaction at the current `timestamp`. On error nothing changes.
+    pub fn apply_tx(&mut self, tx: &EntityTx, outcome: &mut Outcome) -> Result<(), EntityTxError> {
+        match tx {
+            EntityTx::OpenAccount { peer, peer_board } => {
+                let entry = self.new_account(*peer, peer_board)?;
+                self.accounts.insert(*peer, entry);
+                outcome
+                    .events
+                    .push(EntityEvent::AccountOpened { peer: *peer });
+            }
+            EntityTx::Account { peer, tx } => {
+                let entry = self
+                    .accounts
+                    .get_mut(peer)
+                    .ok_or(EntityTxError::NoAccount(*peer))?;
+                entry.account.enqueue(tx.clone());
+            }
+            EntityTx::AccountInput {
+                message,
+                sender_board,
+            } => self.receive(message, sender_board, outcome)?,
+            EntityTx::ChainBlock { height } => {
+                if *height <= self.j_height {
+                    return Err(EntityTxError::StaleChainHeight {
+                        height: *height,
+                        known: self.j_height,
+                    });
+                }
+                self.j_height = *height;
+            }
+        }
+        Ok(())
+    }
+
+    fn new_account(
+        &self,
+        peer: EntityId,
+        peer_board: &Board,
+    ) -> Result<AccountEntry, EntityTxError> {
+        if self.accounts.contains_key(&peer) {
+            return Err(EntityTxError::AccountExists(peer));
+        }
+        let account = Account::new(self.domain, self.id, peer).map_err(|error| match error {
+            AccountError::SelfAccount => EntityTxError::SelfAccount,
+            error => EntityTxError::Account { peer, error },
+        })?;
+        Ok(AccountEntry {
+            account,
+            peer_board: peer_board.clone(),
+        })
+    }
+
+    fn receive(
+        &mut self,
+        message: &AccountMessage,
+        sender_board: &Board,
+        outcome: &mut Outcome,
+    ) -> Result<(), EntityTxError> {
+        if message.to != self.id {
+            return Err(EntityTxError::NotForUs(message.to));
+        }
+        let peer = message.from;
+        let clock = self.clock();
+        let opened = !self.accounts.contains_key(&peer);
+        let mut entry = match self.accounts.get(&peer) {
+            Some(entry) => entry.clone(),
+            // First contact from a lazy entity: its board must hash to its id.
+            None if sender_board.lazy_entity_id() == peer => {
+                self.new_account(peer, sender_board)?
+            }
+            None => return Err(EntityTxError::BoardMismatch(peer)),
+        };
+        let step = entry
+            .account
+            .receive(message, &entry.peer_board, clock)
+            .map_err(|error| EntityTxError::Account { peer, error })?;
+        if opened {
+            outcome.events.push(EntityEvent::AccountOpened { peer });
+        }
+        self.push_step(peer, &entry.peer_board, step, outcome);
+        self.accounts.insert(peer, entry);
+        Ok(())
+    }
+
+    fn push_step(
+        &self,
+        peer: EntityId,
+        peer_board: &Board,
+        step: crate::account::Step,
+        outcome: &mut Outcome,
+    ) {
+        outcome.events.extend(
+            step.events
+                .into_iter()
+                .map(|event| EntityEvent::Account { peer, event }),
+        );
+        if !step.reply.is_empty() {
+            outcome.outgoing.push(Outgoing {
+                peer,
+                peer_board: peer_board.clone(),
+                reply: step.reply,
+            });
+        }
+    }
+
+    /// Proposes account frames for every account with queued transactions: the last step of
+    /// every entity frame.
+    pub fn flush_accounts(&mut self, outcome: &mut Outcome) {
+        let clock = self.clock();
+        let mut steps = Vec::new();
+        for (peer, entry) in &mut self.accounts {
+            if entry.account.pending().is_none() && !entry.account.mempool().is_empty() {
+                steps.push((*peer, entry.peer_board.clone(), entry.account.flush(clock)));
+            }
+        }
+        for (peer, board, step) in steps {
+            self.push_step(peer, &board, step, outcome);
+        }
+    }
+}

@@ -1,0 +1,545 @@
+//! Byzantine tests of entity consensus, as tables of steps: an input to one replica, the
+//! outputs it must give, and the state every replica must be in afterwards.
+
+use super::*;
+use crate::board::{Board, BoardMember, QuorumSignature};
+use crate::crypto::{Hash, Signature, SignerKey, keccak256};
+
+/// The replicas of one entity, member 0 the proposer.
+struct Cluster {
+    keys: Vec<SignerKey>,
+    replicas: Vec<EntityReplica>,
+    now: u64,
+}
+
+impl Cluster {
+    fn new(weights: &[u64], threshold: u64) -> Self {
+        let keys: Vec<SignerKey> = (1..=weights.len() as u8)
+            .map(|n| SignerKey::from_bytes(&[n; 32]).unwrap())
+            .collect();
+        let members = keys
+            .iter()
+            .zip(weights)
+            .map(|(k, w)| BoardMember {
+                signer: k.address(),
+                weight: *w,
+            })
+            .collect();
+        let board = Board::new(threshold, members).unwrap();
+        let state = EntityState::new(board.lazy_entity_id(), board, Hash::ZERO);
+        let replicas = keys
+            .iter()
+            .map(|k| EntityReplica::new(k.address(), state.clone()))
+            .collect();
+        Cluster {
+            keys,
+            replicas,
+            now: 1_000,
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        to: usize,
+        from: usize,
+        message: EntityMessage,
+    ) -> Result<Vec<ReplicaOutput>, ConsensusError> {
+        let from = self.keys[from].address();
+        self.replicas[to].handle(from, message, &self.keys[to], self.now)
+    }
+
+    /// The proposer proposes the given transactions; returns its outputs.
+    fn propose(&mut self, txs: Vec<EntityTx>) -> Vec<ReplicaOutput> {
+        self.replicas[0].submit(txs);
+        self.replicas[0].propose(&self.keys[0], self.now)
+    }
+
+    /// A frame at the next height on top of the committed state, signed by `signer`, whose
+    /// state hash is what the replay gives unless `tamper` changes it.
+    fn frame(&self, txs: Vec<EntityTx>, tamper: bool) -> EntityFrame {
+        let base = self.replicas[1].state();
+        let mut state = base.clone();
+        state.height += 1;
+        state.timestamp = self.now;
+        let mut outcome = Outcome::default();
+        for tx in &txs {
+            state.apply_tx(tx, &mut outcome).unwrap();
+        }
+        state.flush_accounts(&mut outcome);
+        EntityFrame {
+            height: state.height,
+            timestamp: self.now,
+            txs,
+            prev_hash: base.prev_hash,
+            state_hash: if tamper {
+                keccak256(b"tampered")
+            } else {
+                state.hash()
+            },
+        }
+    }
+
+    fn propose_message(&self, frame: &EntityFrame, signer: usize) -> EntityMessage {
+        let hash = frame.hash(&self.replicas[0].state().id);
+        EntityMessage::Propose {
+            frame: frame.clone(),
+            signature: self.keys[signer].sign(&hash),
+        }
+    }
+
+    fn commit_message(&self, frame: &EntityFrame, signers: &[usize]) -> EntityMessage {
+        let hash = frame.hash(&self.replicas[0].state().id);
+        EntityMessage::Commit {
+            frame: frame.clone(),
+            certificate: QuorumSignature(
+                signers.iter().map(|&i| self.keys[i].sign(&hash)).collect(),
+            ),
+            account_signatures: vec![],
+        }
+    }
+
+    fn heights(&self) -> Vec<u64> {
+        self.replicas.iter().map(|r| r.state().height).collect()
+    }
+}
+
+fn block(height: u64) -> Vec<EntityTx> {
+    vec![EntityTx::ChainBlock { height }]
+}
+
+/// Splits outputs into the messages for members, by member index.
+fn messages_for(cluster: &Cluster, outputs: &[ReplicaOutput]) -> Vec<(usize, EntityMessage)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            ReplicaOutput::ToMember { signer, message } => {
+                let i = cluster.keys.iter().position(|k| &k.address() == signer)?;
+                Some((i, message.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn is_precommit(outputs: &[ReplicaOutput]) -> bool {
+    matches!(
+        outputs,
+        [ReplicaOutput::ToMember {
+            message: EntityMessage::Precommit { .. },
+            ..
+        }]
+    )
+}
+
+fn committed(outputs: &[ReplicaOutput]) -> Option<u64> {
+    outputs.iter().find_map(|o| match o {
+        ReplicaOutput::Committed { height, .. } => Some(*height),
+        _ => None,
+    })
+}
+
+/// What a step must produce.
+enum Expect {
+    Precommit,
+    Commit(u64),
+    Nothing,
+    Refused(fn(&ConsensusError) -> bool),
+}
+
+struct Step {
+    what: &'static str,
+    to: usize,
+    from: usize,
+    message: EntityMessage,
+    expect: Expect,
+    heights_after: Vec<u64>,
+}
+
+fn run_steps(cluster: &mut Cluster, steps: Vec<Step>) {
+    for step in steps {
+        let before = cluster.replicas[step.to].clone();
+        let result = cluster.deliver(step.to, step.from, step.message);
+        match (&step.expect, &result) {
+            (Expect::Precommit, Ok(out)) => assert!(is_precommit(out), "{}: {out:?}", step.what),
+            (Expect::Commit(h), Ok(out)) => {
+                assert_eq!(committed(out), Some(*h), "{}: {out:?}", step.what)
+            }
+            (Expect::Nothing, Ok(out)) => {
+                assert!(committed(out).is_none(), "{}: {out:?}", step.what)
+            }
+            (Expect::Refused(check), Err(error)) => {
+                assert!(check(error), "{}: wrong error {error:?}", step.what);
+                assert_eq!(
+                    cluster.replicas[step.to], before,
+                    "{}: state changed",
+                    step.what
+                );
+            }
+            (_, other) => panic!("{}: unexpected {other:?}", step.what),
+        }
+        assert_eq!(
+            cluster.heights(),
+            step.heights_after,
+            "{}: heights",
+            step.what
+        );
+    }
+}
+
+#[test]
+fn single_signer_commits_at_once() {
+    let mut cluster = Cluster::new(&[1], 1);
+    let outputs = cluster.propose(block(7));
+    assert_eq!(committed(&outputs), Some(1));
+    assert_eq!(cluster.replicas[0].state().j_height, 7);
+    assert!(!cluster.replicas[0].is_proposing());
+}
+
+#[test]
+fn three_of_four_commits_with_one_member_silent() {
+    let mut cluster = Cluster::new(&[1, 1, 1, 1], 3);
+    let outputs = cluster.propose(block(5));
+    let proposals = messages_for(&cluster, &outputs);
+    assert_eq!(proposals.len(), 3);
+    let (_, propose) = proposals[0].clone();
+    let precommit = |c: &mut Cluster, i: usize| {
+        let out = c.deliver(i, 0, propose.clone()).unwrap();
+        messages_for(c, &out).remove(0).1
+    };
+    let p1 = precommit(&mut cluster, 1);
+    let p2 = precommit(&mut cluster, 2);
+    // Member 3 stays silent.
+    let steps = vec![
+        Step {
+            what: "first precommit: weight 2 of 3",
+            to: 0,
+            from: 1,
+            message: p1.clone(),
+            expect: Expect::Nothing,
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "second precommit reaches the threshold",
+            to: 0,
+            from: 2,
+            message: p2,
+            expect: Expect::Commit(1),
+            heights_after: vec![1, 0, 0, 0],
+        },
+    ];
+    run_steps(&mut cluster, steps);
+
+    // The commit reaches every member; the silent one replays it.
+    let frame = cluster.frame(block(5), false);
+    let certificate = cluster.commit_message(&frame, &[0, 1, 2]);
+    let steps = vec![
+        Step {
+            what: "member 1 applies its locked frame",
+            to: 1,
+            from: 0,
+            message: certificate.clone(),
+            expect: Expect::Commit(1),
+            heights_after: vec![1, 1, 0, 0],
+        },
+        Step {
+            what: "member 2 applies",
+            to: 2,
+            from: 0,
+            message: certificate.clone(),
+            expect: Expect::Commit(1),
+            heights_after: vec![1, 1, 1, 0],
+        },
+        Step {
+            what: "the silent member replays the committed frame",
+            to: 3,
+            from: 0,
+            message: certificate.clone(),
+            expect: Expect::Commit(1),
+            heights_after: vec![1, 1, 1, 1],
+        },
+        Step {
+            what: "a replayed commit is stale",
+            to: 3,
+            from: 0,
+            message: certificate,
+            expect: Expect::Refused(|e| matches!(e, ConsensusError::Stale { .. })),
+            heights_after: vec![1, 1, 1, 1],
+        },
+    ];
+    run_steps(&mut cluster, steps);
+    let hashes: Vec<Hash> = cluster.replicas.iter().map(|r| r.state().hash()).collect();
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn forged_duplicated_and_short_signatures_do_not_count() {
+    let mut cluster = Cluster::new(&[1, 1, 1, 1], 3);
+    let stranger = SignerKey::from_bytes(&[77; 32]).unwrap();
+    let frame = cluster.frame(block(3), false);
+    let hash = frame.hash(&cluster.replicas[0].state().id);
+    let cert = |sigs: Vec<Signature>| EntityMessage::Commit {
+        frame: frame.clone(),
+        certificate: QuorumSignature(sigs),
+        account_signatures: vec![],
+    };
+    let sig = |i: usize| cluster.keys[i].sign(&hash);
+    let no_quorum = |e: &ConsensusError| matches!(e, ConsensusError::NoQuorum { .. });
+    let steps = vec![
+        Step {
+            what: "two members and a stranger",
+            to: 1,
+            from: 0,
+            message: cert(vec![sig(0), sig(2), stranger.sign(&hash)]),
+            expect: Expect::Refused(no_quorum),
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "a member's signature twice",
+            to: 1,
+            from: 0,
+            message: cert(vec![sig(0), sig(0), sig(2)]),
+            expect: Expect::Refused(no_quorum),
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "less than threshold weight",
+            to: 1,
+            from: 0,
+            message: cluster.commit_message(&frame, &[0, 2]),
+            expect: Expect::Refused(no_quorum),
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "a signature over another frame",
+            to: 1,
+            from: 0,
+            message: cert(vec![
+                sig(0),
+                sig(2),
+                cluster.keys[3].sign(&keccak256(b"other")),
+            ]),
+            expect: Expect::Refused(no_quorum),
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "a proposal signed by a non-proposer member",
+            to: 1,
+            from: 2,
+            message: cluster.propose_message(&frame, 2),
+            expect: Expect::Refused(|e| matches!(e, ConsensusError::NotFromProposer { .. })),
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "a valid certificate commits",
+            to: 1,
+            from: 0,
+            message: cluster.commit_message(&frame, &[0, 2, 3]),
+            expect: Expect::Commit(1),
+            heights_after: vec![0, 1, 0, 0],
+        },
+    ];
+    run_steps(&mut cluster, steps);
+
+    // A forged precommit is refused by the proposer.
+    let mut cluster = Cluster::new(&[1, 1, 1, 1], 3);
+    let outputs = cluster.propose(block(3));
+    let (_, EntityMessage::Propose { frame, .. }) = messages_for(&cluster, &outputs).remove(0)
+    else {
+        panic!("a proposal")
+    };
+    let hash = frame.hash(&cluster.replicas[0].state().id);
+    let before = cluster.replicas[0].clone();
+    let forged = EntityMessage::Precommit {
+        height: 1,
+        frame_hash: hash,
+        signatures: vec![stranger.sign(&hash)],
+    };
+    assert_eq!(
+        cluster.deliver(0, 1, forged),
+        Err(ConsensusError::NotAMember)
+    );
+    assert_eq!(cluster.replicas[0], before);
+}
+
+#[test]
+fn forwarding_from_outside_the_board_is_refused() {
+    let mut cluster = Cluster::new(&[1, 1], 2);
+    let stranger = SignerKey::from_bytes(&[77; 32]).unwrap();
+    let before = cluster.replicas[0].clone();
+    let result = cluster.replicas[0].handle(
+        stranger.address(),
+        EntityMessage::Forward { txs: block(9) },
+        &cluster.keys[0],
+        cluster.now,
+    );
+    assert_eq!(result, Err(ConsensusError::NotAMember));
+    assert_eq!(cluster.replicas[0], before);
+    // A member's forward reaches the proposer's queue.
+    cluster
+        .deliver(0, 1, EntityMessage::Forward { txs: block(9) })
+        .unwrap();
+    assert_eq!(cluster.replicas[0].mempool(), block(9));
+}
+
+#[test]
+fn a_member_whose_replay_differs_refuses() {
+    let mut cluster = Cluster::new(&[1, 1, 1, 1], 3);
+    let tampered = cluster.frame(block(4), true);
+    let future = EntityFrame {
+        height: 2,
+        ..cluster.frame(block(4), false)
+    };
+    let steps = vec![
+        Step {
+            what: "state hash that the replay does not give",
+            to: 1,
+            from: 0,
+            message: cluster.propose_message(&tampered, 0),
+            expect: Expect::Refused(|e| matches!(e, ConsensusError::StateHashMismatch { .. })),
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "a frame from the future",
+            to: 1,
+            from: 0,
+            message: cluster.propose_message(&future, 0),
+            expect: Expect::Refused(|e| matches!(e, ConsensusError::Future { .. })),
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "the honest frame is precommitted",
+            to: 1,
+            from: 0,
+            message: cluster.propose_message(&cluster.frame(block(4), false), 0),
+            expect: Expect::Precommit,
+            heights_after: vec![0, 0, 0, 0],
+        },
+    ];
+    run_steps(&mut cluster, steps);
+}
+
+#[test]
+fn an_equivocating_proposer_cannot_commit_two_frames_at_one_height() {
+    let mut cluster = Cluster::new(&[1, 1, 1, 1], 3);
+    let a = cluster.frame(block(10), false);
+    let b = cluster.frame(block(20), false);
+    let already = |e: &ConsensusError| matches!(e, ConsensusError::AlreadyPrecommitted { .. });
+    let steps = vec![
+        Step {
+            what: "member 1 precommits A",
+            to: 1,
+            from: 0,
+            message: cluster.propose_message(&a, 0),
+            expect: Expect::Precommit,
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "member 1 refuses B at the same height",
+            to: 1,
+            from: 0,
+            message: cluster.propose_message(&b, 0),
+            expect: Expect::Refused(already),
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "member 1 precommits A again (idempotent)",
+            to: 1,
+            from: 0,
+            message: cluster.propose_message(&a, 0),
+            expect: Expect::Precommit,
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "member 2 precommits B",
+            to: 2,
+            from: 0,
+            message: cluster.propose_message(&b, 0),
+            expect: Expect::Precommit,
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "member 3 precommits B",
+            to: 3,
+            from: 0,
+            message: cluster.propose_message(&b, 0),
+            expect: Expect::Precommit,
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "A has proposer + member 1: weight 2, no quorum",
+            to: 2,
+            from: 0,
+            message: cluster.commit_message(&a, &[0, 1]),
+            expect: Expect::Refused(|e| matches!(e, ConsensusError::NoQuorum { .. })),
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "B has proposer + members 2 and 3: commits, even at member 1",
+            to: 1,
+            from: 0,
+            message: cluster.commit_message(&b, &[0, 2, 3]),
+            expect: Expect::Commit(1),
+            heights_after: vec![0, 1, 0, 0],
+        },
+    ];
+    run_steps(&mut cluster, steps);
+    assert_eq!(cluster.replicas[1].state().j_height, 20);
+}
+
+#[test]
+fn weighted_board_needs_threshold_weight() {
+    // Weights 3, 2, 1, 1; threshold 5.
+    let mut cluster = Cluster::new(&[3, 2, 1, 1], 5);
+    let frame = cluster.frame(block(2), false);
+    let no_quorum = |e: &ConsensusError| matches!(e, ConsensusError::NoQuorum { .. });
+    let steps = vec![
+        Step {
+            what: "members 2, 3, 4: weight 4",
+            to: 1,
+            from: 0,
+            message: cluster.commit_message(&frame, &[1, 2, 3]),
+            expect: Expect::Refused(no_quorum),
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "proposer alone: weight 3",
+            to: 2,
+            from: 0,
+            message: cluster.commit_message(&frame, &[0]),
+            expect: Expect::Refused(no_quorum),
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "proposer and member 2: weight 5",
+            to: 2,
+            from: 0,
+            message: cluster.commit_message(&frame, &[0, 1]),
+            expect: Expect::Commit(1),
+            heights_after: vec![0, 0, 1, 0],
+        },
+        Step {
+            what: "proposer and members 3, 4: weight 5",
+            to: 1,
+            from: 0,
+            message: cluster.commit_message(&frame, &[0, 2, 3]),
+            expect: Expect::Commit(1),
+            heights_after: vec![0, 1, 1, 0],
+        },
+    ];
+    run_steps(&mut cluster, steps);
+
+    // Precommits: proposer (3) + member 3 (1) is not enough; member 2 (2) then makes 6.
+    let mut cluster = Cluster::new(&[3, 2, 1, 1], 5);
+    let outputs = cluster.propose(block(2));
+    let propose = messages_for(&cluster, &outputs).remove(0).1;
+    let precommit_of = |c: &mut Cluster, i: usize| {
+        let out = c.deliver(i, 0, propose.clone()).unwrap();
+        messages_for(c, &out).remove(0).1
+    };
+    let light = precommit_of(&mut cluster, 2);
+    let heavy = precommit_of(&mut cluster, 1);
+    let out = cluster.deliver(0, 2, light).unwrap();
+    assert_eq!(committed(&out), None);
+    let out = cluster.deliver(0, 1, heavy).unwrap();
+    assert_eq!(committed(&out), Some(1));
+}

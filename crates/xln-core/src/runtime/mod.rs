@@ -1,0 +1,393 @@
+//! The runtime: one process's deterministic machine (PROTOCOL.md §6).
+//!
+//! It hosts replicas of the entities whose signers it has keys for and advances only by
+//! [`RuntimeInput`]s: the same inputs in the same order give the same state, on any machine.
+//! Messages between local replicas are delivered inside [`Runtime::apply`]; the others leave
+//! as outputs for the node to send. The signer keys are not part of the state.
+
+use crate::account::AccountMessage;
+use crate::board::{Board, EntityId};
+use crate::codec::hash_of;
+use crate::crypto::{Address, Hash, SignerKey};
+use crate::entity::{
+    ConsensusError, EntityEvent, EntityMessage, EntityReplica, EntityState, EntityTx,
+    EntityTxError, ReplicaOutput,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+#[cfg(test)]
+mod tests;
+
+/// How many message deliveries one input may cause before the runtime stops and reports it.
+pub const MAX_DELIVERIES_PER_INPUT: usize = 1_000_000;
+
+/// One signer's replica of one entity: the address of everything a runtime hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ReplicaId {
+    pub entity: EntityId,
+    pub signer: Address,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload {
+    /// Between replicas of one entity.
+    Entity(EntityMessage),
+    /// Between two entities, about their account.
+    Account {
+        message: AccountMessage,
+        sender_board: Board,
+    },
+}
+
+/// A message between replicas. `from` is authenticated by the transport that carried it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: ReplicaId,
+    pub to: ReplicaId,
+    pub payload: Payload,
+}
+
+/// What the operator (console, CLI) asks of the runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Host the replica of `signer` of the lazy entity whose board this is.
+    AddReplica {
+        board: Board,
+        signer: Address,
+        domain: Hash,
+    },
+    /// Submit transactions to our replica of `entity`.
+    Submit {
+        entity: EntityId,
+        txs: Vec<EntityTx>,
+    },
+}
+
+/// What the chain follower observed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChainEvent {
+    Block { height: u64 },
+}
+
+/// Everything the runtime advances by.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeInput {
+    /// Milliseconds; the runtime's clock never goes back.
+    pub timestamp: u64,
+    pub commands: Vec<Command>,
+    pub messages: Vec<Envelope>,
+    pub chain_events: Vec<ChainEvent>,
+}
+
+/// Why an input was refused. Nothing changed because of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("no replica {0:?} here")]
+    UnknownReplica(ReplicaId),
+    #[error("no replica of entity {0} here")]
+    UnknownEntity(EntityId),
+    #[error("replica {0:?} exists already")]
+    ReplicaExists(ReplicaId),
+    #[error("no key for signer {0}")]
+    NoKey(Address),
+    #[error("signer {signer} is not on the board of {entity}")]
+    NotAMember { signer: Address, entity: EntityId },
+    #[error("replica {replica:?}: {error}")]
+    Consensus {
+        replica: ReplicaId,
+        error: ConsensusError,
+    },
+    #[error("more than {MAX_DELIVERIES_PER_INPUT} deliveries for one input; the rest wait")]
+    TooManyDeliveries,
+}
+
+/// What happened, for the console and the tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeEvent {
+    Entity {
+        replica: ReplicaId,
+        event: EntityEvent,
+    },
+    Committed {
+        replica: ReplicaId,
+        height: u64,
+        frame_hash: Hash,
+    },
+    TxDropped {
+        replica: ReplicaId,
+        tx: Box<EntityTx>,
+        error: EntityTxError,
+    },
+    Rejected(RuntimeError),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeOutput {
+    /// For replicas hosted elsewhere.
+    pub messages: Vec<Envelope>,
+    pub events: Vec<RuntimeEvent>,
+}
+
+/// Everything a runtime holds but its keys: what is snapshotted and hashed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeState {
+    pub timestamp: u64,
+    pub replicas: BTreeMap<ReplicaId, EntityReplica>,
+}
+
+impl RuntimeState {
+    pub fn hash(&self) -> Hash {
+        hash_of(self)
+    }
+}
+
+pub struct Runtime {
+    keys: BTreeMap<Address, SignerKey>,
+    state: RuntimeState,
+}
+
+impl Runtime {
+    pub fn new(keys: impl IntoIterator<Item = SignerKey>) -> Self {
+        Self::from_state(keys, RuntimeState::default())
+    }
+
+    /// A runtime resumed from a snapshot of its state.
+    pub fn from_state(keys: impl IntoIterator<Item = SignerKey>, state: RuntimeState) -> Self {
+        Self {
+            keys: keys.into_iter().map(|k| (k.address(), k)).collect(),
+            state,
+        }
+    }
+
+    pub fn state(&self) -> &RuntimeState {
+        &self.state
+    }
+
+    pub fn replica(&self, id: &ReplicaId) -> Option<&EntityReplica> {
+        self.state.replicas.get(id)
+    }
+
+    /// Our replica of `entity` (the one of the smallest signer address if we hold several).
+    pub fn replica_of(&self, entity: &EntityId) -> Option<&EntityReplica> {
+        self.local_replica_id(entity)
+            .and_then(|id| self.state.replicas.get(&id))
+    }
+
+    fn local_replica_id(&self, entity: &EntityId) -> Option<ReplicaId> {
+        self.state
+            .replicas
+            .keys()
+            .find(|id| &id.entity == entity)
+            .copied()
+    }
+
+    /// Advances by one input.
+    pub fn apply(&mut self, input: RuntimeInput) -> RuntimeOutput {
+        self.state.timestamp = self.state.timestamp.max(input.timestamp);
+        let mut run = Run::default();
+        for command in input.commands {
+            self.command(command, &mut run);
+        }
+        for event in input.chain_events {
+            self.chain_event(&event, &mut run);
+        }
+        run.queue.extend(input.messages);
+        let mut deliveries = 0;
+        loop {
+            while let Some(envelope) = run.queue.pop_front() {
+                deliveries += 1;
+                if deliveries > MAX_DELIVERIES_PER_INPUT {
+                    run.out
+                        .events
+                        .push(RuntimeEvent::Rejected(RuntimeError::TooManyDeliveries));
+                    return run.out;
+                }
+                self.deliver(envelope, &mut run);
+            }
+            self.propose_all(&mut run);
+            if run.queue.is_empty() {
+                return run.out;
+            }
+        }
+    }
+
+    fn command(&mut self, command: Command, run: &mut Run) {
+        match command {
+            Command::AddReplica {
+                board,
+                signer,
+                domain,
+            } => {
+                let entity = board.lazy_entity_id();
+                let id = ReplicaId { entity, signer };
+                let error = if !self.keys.contains_key(&signer) {
+                    Some(RuntimeError::NoKey(signer))
+                } else if board.weight_of(&signer).is_none() {
+                    Some(RuntimeError::NotAMember { signer, entity })
+                } else if self.state.replicas.contains_key(&id) {
+                    Some(RuntimeError::ReplicaExists(id))
+                } else {
+                    None
+                };
+                match error {
+                    Some(error) => run.out.events.push(RuntimeEvent::Rejected(error)),
+                    None => {
+                        let state = EntityState::new(entity, board, domain);
+                        self.state
+                            .replicas
+                            .insert(id, EntityReplica::new(signer, state));
+                    }
+                }
+            }
+            Command::Submit { entity, txs } => match self.local_replica_id(&entity) {
+                Some(id) => {
+                    let outputs = self.replica_mut(&id).map(|r| r.submit(txs));
+                    self.route(id, outputs.unwrap_or_default(), run);
+                }
+                None => run
+                    .out
+                    .events
+                    .push(RuntimeEvent::Rejected(RuntimeError::UnknownEntity(entity))),
+            },
+        }
+    }
+
+    fn chain_event(&mut self, event: &ChainEvent, run: &mut Run) {
+        let ChainEvent::Block { height } = *event;
+        let proposers: Vec<ReplicaId> = self
+            .state
+            .replicas
+            .iter()
+            .filter(|(_, r)| r.is_proposer() && r.state().j_height < height)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in proposers {
+            let outputs = self
+                .replica_mut(&id)
+                .map(|r| r.submit(vec![EntityTx::ChainBlock { height }]));
+            self.route(id, outputs.unwrap_or_default(), run);
+        }
+    }
+
+    fn replica_mut(&mut self, id: &ReplicaId) -> Option<&mut EntityReplica> {
+        self.state.replicas.get_mut(id)
+    }
+
+    fn deliver(&mut self, envelope: Envelope, run: &mut Run) {
+        let id = envelope.to;
+        let now = self.state.timestamp;
+        let (Some(replica), Some(key)) =
+            (self.state.replicas.get_mut(&id), self.keys.get(&id.signer))
+        else {
+            run.out
+                .events
+                .push(RuntimeEvent::Rejected(RuntimeError::UnknownReplica(id)));
+            return;
+        };
+        let outputs = match envelope.payload {
+            Payload::Entity(message) => {
+                match replica.handle(envelope.from.signer, message, key, now) {
+                    Ok(outputs) => outputs,
+                    Err(error) => {
+                        run.out
+                            .events
+                            .push(RuntimeEvent::Rejected(RuntimeError::Consensus {
+                                replica: id,
+                                error,
+                            }));
+                        return;
+                    }
+                }
+            }
+            Payload::Account {
+                message,
+                sender_board,
+            } => replica.submit(vec![EntityTx::AccountInput {
+                message: Box::new(message),
+                sender_board,
+            }]),
+        };
+        self.route(id, outputs, run);
+    }
+
+    fn propose_all(&mut self, run: &mut Run) {
+        let now = self.state.timestamp;
+        let ids: Vec<ReplicaId> = self.state.replicas.keys().copied().collect();
+        for id in ids {
+            let (Some(replica), Some(key)) =
+                (self.state.replicas.get_mut(&id), self.keys.get(&id.signer))
+            else {
+                continue;
+            };
+            let outputs = replica.propose(key, now);
+            self.route(id, outputs, run);
+        }
+    }
+
+    /// Turns a replica's outputs into deliveries: local ones into the queue, others out.
+    fn route(&mut self, from: ReplicaId, outputs: Vec<ReplicaOutput>, run: &mut Run) {
+        for output in outputs {
+            let envelope = match output {
+                ReplicaOutput::ToMember { signer, message } => Envelope {
+                    from,
+                    to: ReplicaId {
+                        entity: from.entity,
+                        signer,
+                    },
+                    payload: Payload::Entity(message),
+                },
+                ReplicaOutput::ToPeer {
+                    peer_board,
+                    message,
+                    sender_board,
+                } => Envelope {
+                    from,
+                    to: ReplicaId {
+                        entity: message.to,
+                        signer: peer_board.proposer(),
+                    },
+                    payload: Payload::Account {
+                        message,
+                        sender_board,
+                    },
+                },
+                ReplicaOutput::Event(event) => {
+                    run.out.events.push(RuntimeEvent::Entity {
+                        replica: from,
+                        event,
+                    });
+                    continue;
+                }
+                ReplicaOutput::TxDropped { tx, error } => {
+                    run.out.events.push(RuntimeEvent::TxDropped {
+                        replica: from,
+                        tx: Box::new(tx),
+                        error,
+                    });
+                    continue;
+                }
+                ReplicaOutput::Committed { height, frame_hash } => {
+                    run.out.events.push(RuntimeEvent::Committed {
+                        replica: from,
+                        height,
+                        frame_hash,
+                    });
+                    continue;
+                }
+            };
+            if self.state.replicas.contains_key(&envelope.to) {
+                run.queue.push_back(envelope);
+            } else {
+                run.out.messages.push(envelope);
+            }
+        }
+    }
+}
+
+/// The working set of one `apply`.
+#[derive(Default)]
+struct Run {
+    queue: VecDeque<Envelope>,
+    out: RuntimeOutput,
+}

@@ -1,0 +1,565 @@
+//! Runtimes wired together in process: a hub with a 2-of-3 board and wallets, determinism of
+//! the whole state, and refusal of bad inputs.
+
+use super::*;
+use crate::account::AccountTx;
+use crate::board::BoardMember;
+use proptest::prelude::*;
+
+const TOKEN: u32 = 1;
+
+fn key(n: u8) -> SignerKey {
+    SignerKey::from_bytes(&[n; 32]).unwrap()
+}
+
+/// Several runtimes and a perfect network between them.
+struct Net {
+    runtimes: Vec<Runtime>,
+    now: u64,
+    events: Vec<RuntimeEvent>,
+}
+
+impl Net {
+    fn new(keys_per_runtime: Vec<Vec<SignerKey>>) -> Self {
+        Net {
+            runtimes: keys_per_runtime.into_iter().map(Runtime::new).collect(),
+            now: 1_000,
+            events: Vec::new(),
+        }
+    }
+
+    fn host_of(&self, replica: &ReplicaId) -> Option<usize> {
+        self.runtimes
+            .iter()
+            .position(|r| r.state().replicas.contains_key(replica))
+    }
+
+    /// Applies `input` at runtime `at`, then delivers every message until the network is quiet.
+    fn apply(&mut self, at: usize, mut input: RuntimeInput) {
+        self.now += 10;
+        input.timestamp = self.now;
+        let mut inboxes: Vec<Vec<Envelope>> = vec![Vec::new(); self.runtimes.len()];
+        let out = self.runtimes[at].apply(input);
+        self.collect(out, &mut inboxes);
+        while inboxes.iter().any(|i| !i.is_empty()) {
+            self.now += 1;
+            for i in 0..self.runtimes.len() {
+                let messages = std::mem::take(&mut inboxes[i]);
+                if messages.is_empty() {
+                    continue;
+                }
+                let out = self.runtimes[i].apply(RuntimeInput {
+                    timestamp: self.now,
+                    messages,
+                    ..RuntimeInput::default()
+                });
+                self.collect(out, &mut inboxes);
+            }
+        }
+    }
+
+    fn collect(&mut self, out: RuntimeOutput, inboxes: &mut [Vec<Envelope>]) {
+        for message in out.messages {
+            let host = self.host_of(&message.to).expect("every replica is hosted");
+            inboxes[host].push(message);
+        }
+        for event in out.events {
+            if let RuntimeEvent::Rejected(error) = &event {
+                panic!("rejected in an honest run: {error}");
+            }
+            self.events.push(event);
+        }
+    }
+
+    fn command(&mut self, at: usize, command: Command) {
+        self.apply(
+            at,
+            RuntimeInput {
+                commands: vec![command],
+                ..RuntimeInput::default()
+            },
+        );
+    }
+
+    fn submit(&mut self, at: usize, entity: EntityId, txs: Vec<EntityTx>) {
+        self.command(at, Command::Submit { entity, txs });
+    }
+
+    fn account(&self, at: usize, entity: &EntityId, peer: &EntityId) -> crate::account::Account {
+        self.runtimes[at]
+            .replica_of(entity)
+            .unwrap()
+            .state()
+            .accounts[peer]
+            .account
+            .clone()
+    }
+}
+
+fn add_replica(board: &Board, signer: Address) -> Command {
+    Command::AddReplica {
+        board: board.clone(),
+        signer,
+        domain: Hash::ZERO,
+    }
+}
+
+fn pay(peer: EntityId, amount: u128) -> EntityTx {
+    EntityTx::Account {
+        peer,
+        tx: AccountTx::DirectPayment {
+            token: TOKEN,
+            amount,
+        },
+    }
+}
+
+fn credit(peer: EntityId, amount: u128) -> EntityTx {
+    EntityTx::Account {
+        peer,
+        tx: AccountTx::SetCreditLimit {
+            token: TOKEN,
+            amount,
+        },
+    }
+}
+
+#[test]
+fn hub_with_a_two_of_three_board_serves_two_wallets() {
+    // Runtimes 0..3: the hub's three members. Runtimes 3, 4: the wallets.
+    let hub_keys = [key(1), key(2), key(3)];
+    let hub_board = Board::new(
+        2,
+        hub_keys
+            .iter()
+            .map(|k| BoardMember {
+                signer: k.address(),
+                weight: 1,
+            })
+            .collect(),
+    )
+    .unwrap();
+    let hub = hub_board.lazy_entity_id();
+    let wallet_keys = [key(21), key(22)];
+    let wallet_boards: Vec<Board> = wallet_keys
+        .iter()
+        .map(|k| Board::single(k.address()))
+        .collect();
+    let wallets: Vec<EntityId> = wallet_boards.iter().map(|b| b.lazy_entity_id()).collect();
+
+    let mut net = Net::new(vec![
+        vec![hub_keys[0].clone()],
+        vec![hub_keys[1].clone()],
+        vec![hub_keys[2].clone()],
+        vec![wallet_keys[0].clone()],
+        vec![wallet_keys[1].clone()],
+    ]);
+    for (i, k) in hub_keys.iter().enumerate() {
+        net.command(i, add_replica(&hub_board, k.address()));
+    }
+    for (i, k) in wallet_keys.iter().enumerate() {
+        net.command(3 + i, add_replica(&wallet_boards[i], k.address()));
+    }
+
+    // Each wallet opens an account with the hub and lets the hub owe it 1,000.
+    for (i, wallet) in wallets.iter().enumerate() {
+        net.submit(
+            3 + i,
+            *wallet,
+            vec![
+                EntityTx::OpenAccount {
+                    peer: hub,
+                    peer_board: hub_board.clone(),
+                },
+                credit(hub, 1_000),
+            ],
+        );
+    }
+    // The hub extends 500 of credit to each wallet; the order reaches the proposer through a
+    // member that is not the proposer.
+    for wallet in &wallets {
+        net.submit(1, hub, vec![credit(*wallet, 500)]);
+    }
+    // Payments both ways.
+    net.submit(3, wallets[0], vec![pay(hub, 200)]);
+    net.submit(4, wallets[1], vec![pay(hub, 50)]);
+    net.submit(0, hub, vec![pay(wallets[0], 80), pay(wallets[1], 700)]);
+
+    for (i, wallet) in wallets.iter().enumerate() {
+        let at_wallet = net.account(3 + i, wallet, &hub);
+        for member in 0..3 {
+            let at_hub = net.account(member, &hub, wallet);
+            assert_eq!(
+                at_hub.state().hash(),
+                at_wallet.state().hash(),
+                "wallet {i}, member {member}"
+            );
+            assert_eq!(at_hub.height(), at_wallet.height());
+        }
+        // The wallet's account frames from the hub carry two hub signatures.
+        let proof = at_wallet.proof().unwrap();
+        let digest = proof.header.hash(at_wallet.key());
+        assert_eq!(proof.peer_signature.0.len(), 2);
+        assert!(
+            hub_board
+                .verify_quorum(&digest, &proof.peer_signature)
+                .is_ok()
+        );
+        assert!(at_wallet.pending().is_none() && at_wallet.mempool().is_empty());
+    }
+    // Wallet 0 paid 200 and got 80: it owes the hub 120 (its side's out capacity shrank).
+    let a0 = net.account(3, &wallets[0], &hub);
+    let view = a0.state().deltas[&TOKEN].capacities(a0.side()).unwrap();
+    assert_eq!(view.out_capacity, 500 - 120);
+    // Wallet 1 paid 50 and got 700: the hub owes it 650 on credit.
+    let a1 = net.account(4, &wallets[1], &hub);
+    let view = a1.state().deltas[&TOKEN].capacities(a1.side()).unwrap();
+    assert_eq!(view.out_capacity, 500 + 650);
+    assert_eq!(view.in_capacity, 1_000 - 650);
+    // Every hub replica has the same entity state.
+    let hashes: Vec<Hash> = (0..3)
+        .map(|i| net.runtimes[i].replica_of(&hub).unwrap().state().hash())
+        .collect();
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]));
+}
+
+#[test]
+fn the_hub_keeps_committing_with_one_member_offline_and_stops_with_two() {
+    let hub_keys = [key(1), key(2), key(3)];
+    let board = Board::new(
+        2,
+        hub_keys
+            .iter()
+            .map(|k| BoardMember {
+                signer: k.address(),
+                weight: 1,
+            })
+            .collect(),
+    )
+    .unwrap();
+    let hub = board.lazy_entity_id();
+    let mut runtimes: Vec<Runtime> = hub_keys.iter().map(|k| Runtime::new([k.clone()])).collect();
+    for (r, k) in runtimes.iter_mut().zip(&hub_keys) {
+        r.apply(RuntimeInput {
+            timestamp: 1,
+            commands: vec![add_replica(&board, k.address())],
+            ..RuntimeInput::default()
+        });
+    }
+    // Member 2 is offline: the proposer's messages to it are lost.
+    let out = runtimes[0].apply(RuntimeInput {
+        timestamp: 2,
+        chain_events: vec![ChainEvent::Block { height: 5 }],
+        ..RuntimeInput::default()
+    });
+    let to_member_1: Vec<Envelope> = out
+        .messages
+        .into_iter()
+        .filter(|m| m.to.signer == hub_keys[1].address())
+        .collect();
+    let out = runtimes[1].apply(RuntimeInput {
+        timestamp: 3,
+        messages: to_member_1,
+        ..RuntimeInput::default()
+    });
+    let out = runtimes[0].apply(RuntimeInput {
+        timestamp: 4,
+        messages: out.messages,
+        ..RuntimeInput::default()
+    });
+    assert_eq!(runtimes[0].replica_of(&hub).unwrap().state().height, 1);
+    assert_eq!(runtimes[0].replica_of(&hub).unwrap().state().j_height, 5);
+    let commit: Vec<Envelope> = out
+        .messages
+        .into_iter()
+        .filter(|m| m.to.signer == hub_keys[1].address())
+        .collect();
+    runtimes[1].apply(RuntimeInput {
+        timestamp: 5,
+        messages: commit,
+        ..RuntimeInput::default()
+    });
+    assert_eq!(runtimes[1].replica_of(&hub).unwrap().state().height, 1);
+
+    // Both other members offline: the proposer alone cannot commit.
+    runtimes[0].apply(RuntimeInput {
+        timestamp: 6,
+        chain_events: vec![ChainEvent::Block { height: 6 }],
+        ..RuntimeInput::default()
+    });
+    let proposer = runtimes[0].replica_of(&hub).unwrap();
+    assert!(proposer.is_proposing());
+    assert_eq!(proposer.state().height, 1);
+}
+
+#[test]
+fn bad_inputs_are_refused_and_change_nothing() {
+    let k = key(9);
+    let board = Board::single(k.address());
+    let entity = board.lazy_entity_id();
+    let mut runtime = Runtime::new([k.clone()]);
+    runtime.apply(RuntimeInput {
+        timestamp: 1,
+        commands: vec![add_replica(&board, k.address())],
+        ..RuntimeInput::default()
+    });
+    let before = runtime.state().clone();
+    let stranger = key(10);
+    let unknown = EntityId([5; 32]);
+    let rejected = |runtime: &mut Runtime, input: RuntimeInput| -> Vec<RuntimeError> {
+        runtime
+            .apply(input)
+            .events
+            .into_iter()
+            .filter_map(|e| match e {
+                RuntimeEvent::Rejected(error) => Some(error),
+                _ => None,
+            })
+            .collect()
+    };
+    type Case = (&'static str, RuntimeInput, fn(&RuntimeError) -> bool);
+    let cases: Vec<Case> = vec![
+        (
+            "a command for an entity not hosted here",
+            RuntimeInput {
+                commands: vec![Command::Submit {
+                    entity: unknown,
+                    txs: vec![],
+                }],
+                ..RuntimeInput::default()
+            },
+            |e| matches!(e, RuntimeError::UnknownEntity(_)),
+        ),
+        (
+            "a replica for a key we do not have",
+            RuntimeInput {
+                commands: vec![add_replica(
+                    &Board::single(stranger.address()),
+                    stranger.address(),
+                )],
+                ..RuntimeInput::default()
+            },
+            |e| matches!(e, RuntimeError::NoKey(_)),
+        ),
+        (
+            "the same replica twice",
+            RuntimeInput {
+                commands: vec![add_replica(&board, k.address())],
+                ..RuntimeInput::default()
+            },
+            |e| matches!(e, RuntimeError::ReplicaExists(_)),
+        ),
+        (
+            "a message for a replica not hosted here",
+            RuntimeInput {
+                messages: vec![Envelope {
+                    from: ReplicaId {
+                        entity,
+                        signer: k.address(),
+                    },
+                    to: ReplicaId {
+                        entity: unknown,
+                        signer: k.address(),
+                    },
+                    payload: Payload::Entity(EntityMessage::Forward { txs: vec![] }),
+                }],
+                ..RuntimeInput::default()
+            },
+            |e| matches!(e, RuntimeError::UnknownReplica(_)),
+        ),
+        (
+            "a forwarded transaction from outside the board",
+            RuntimeInput {
+                messages: vec![Envelope {
+                    from: ReplicaId {
+                        entity,
+                        signer: stranger.address(),
+                    },
+                    to: ReplicaId {
+                        entity,
+                        signer: k.address(),
+                    },
+                    payload: Payload::Entity(EntityMessage::Forward {
+                        txs: vec![EntityTx::ChainBlock { height: 9 }],
+                    }),
+                }],
+                ..RuntimeInput::default()
+            },
+            |e| {
+                matches!(
+                    e,
+                    RuntimeError::Consensus {
+                        error: ConsensusError::NotAMember,
+                        ..
+                    }
+                )
+            },
+        ),
+    ];
+    for (what, input, expected) in cases {
+        let errors = rejected(&mut runtime, input);
+        assert!(
+            errors.len() == 1 && expected(&errors[0]),
+            "{what}: {errors:?}"
+        );
+        assert_eq!(
+            runtime.state().replicas,
+            before.replicas,
+            "{what}: state changed"
+        );
+    }
+
+    // A forged account message from a stranger: dropped from the frame, nothing else moves.
+    let their_board = Board::single(stranger.address());
+    let them = their_board.lazy_entity_id();
+    let mut forged = crate::account::Account::new(Hash::ZERO, them, entity).unwrap();
+    forged.enqueue(AccountTx::SetCreditLimit {
+        token: TOKEN,
+        amount: 5,
+    });
+    let reply = forged.flush(crate::account::Clock::default()).reply;
+    let message = reply
+        .sign(them, entity, |h| {
+            crate::board::QuorumSignature(vec![key(11).sign(h)])
+        })
+        .unwrap();
+    let out = runtime.apply(RuntimeInput {
+        timestamp: 2,
+        messages: vec![Envelope {
+            from: ReplicaId {
+                entity: them,
+                signer: stranger.address(),
+            },
+            to: ReplicaId {
+                entity,
+                signer: k.address(),
+            },
+            payload: Payload::Account {
+                message,
+                sender_board: their_board,
+            },
+        }],
+        ..RuntimeInput::default()
+    });
+    assert!(out.events.iter().any(|e| matches!(
+        e,
+        RuntimeEvent::TxDropped {
+            error: EntityTxError::Account { .. },
+            ..
+        }
+    )));
+    assert!(out.messages.is_empty());
+    let replica = runtime.replica_of(&entity).unwrap();
+    assert!(replica.state().accounts.is_empty());
+    assert_eq!(replica.state().height, 0);
+}
+
+// ---- determinism ----
+
+#[derive(Debug, Clone)]
+enum Action {
+    Pay {
+        from: usize,
+        to: usize,
+        amount: u128,
+    },
+    Credit {
+        from: usize,
+        to: usize,
+        amount: u128,
+    },
+    Block,
+}
+
+fn action() -> impl Strategy<Value = Action> {
+    prop_oneof![
+        4 => (0usize..3, 0usize..3, 1u128..400).prop_map(|(from, to, amount)| Action::Pay { from, to, amount }),
+        2 => (0usize..3, 0usize..3, 1u128..1_000).prop_map(|(from, to, amount)| Action::Credit { from, to, amount }),
+        1 => Just(Action::Block),
+    ]
+}
+
+/// Three single-signer entities in one runtime, all accounts open, then `actions`; returns the
+/// state hash after every input.
+fn scenario(actions: &[Action]) -> (Vec<Hash>, RuntimeState) {
+    let keys: Vec<SignerKey> = (31..34).map(key).collect();
+    let boards: Vec<Board> = keys.iter().map(|k| Board::single(k.address())).collect();
+    let ids: Vec<EntityId> = boards.iter().map(|b| b.lazy_entity_id()).collect();
+    let mut runtime = Runtime::new(keys.clone());
+    let mut hashes = Vec::new();
+    let mut now = 0;
+    let mut input =
+        |runtime: &mut Runtime, commands: Vec<Command>, chain_events: Vec<ChainEvent>| {
+            now += 7;
+            runtime.apply(RuntimeInput {
+                timestamp: now,
+                commands,
+                messages: vec![],
+                chain_events,
+            });
+            runtime.state().hash()
+        };
+    for (board, key) in boards.iter().zip(&keys) {
+        hashes.push(input(
+            &mut runtime,
+            vec![add_replica(board, key.address())],
+            vec![],
+        ));
+    }
+    for a in 0..3 {
+        for b in (a + 1)..3 {
+            let open = Command::Submit {
+                entity: ids[a],
+                txs: vec![EntityTx::OpenAccount {
+                    peer: ids[b],
+                    peer_board: boards[b].clone(),
+                }],
+            };
+            hashes.push(input(&mut runtime, vec![open], vec![]));
+        }
+    }
+    let mut block = 0;
+    for action in actions {
+        let (commands, events) = match *action {
+            Action::Pay { from, to, amount } if from != to => (
+                vec![Command::Submit {
+                    entity: ids[from],
+                    txs: vec![pay(ids[to], amount)],
+                }],
+                vec![],
+            ),
+            Action::Credit { from, to, amount } if from != to => (
+                vec![Command::Submit {
+                    entity: ids[from],
+                    txs: vec![credit(ids[to], amount)],
+                }],
+                vec![],
+            ),
+            _ => {
+                block += 1;
+                (vec![], vec![ChainEvent::Block { height: block }])
+            }
+        };
+        hashes.push(input(&mut runtime, commands, events));
+    }
+    (hashes, runtime.state().clone())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn same_inputs_give_the_same_state_hash_after_every_input(
+        actions in proptest::collection::vec(action(), 1..40)
+    ) {
+        let (first, state) = scenario(&actions);
+        let (second, _) = scenario(&actions);
+        prop_assert_eq!(&first, &second);
+
+        // A snapshot round trip changes nothing, and a runtime resumed from it goes on alike.
+        let bytes = crate::codec::encode(&state);
+        let back: RuntimeState = crate::codec::decode("runtime state", &bytes).unwrap();
+        prop_assert_eq!(&back, &state);
+        prop_assert_eq!(back.hash(), state.hash());
+    }
+}
