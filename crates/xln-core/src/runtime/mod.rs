@@ -98,7 +98,7 @@ pub enum RuntimeError {
         replica: ReplicaId,
         error: ConsensusError,
     },
-    #[error("more than {MAX_DELIVERIES_PER_INPUT} deliveries for one input; the rest wait")]
+    #[error("more than {MAX_DELIVERIES_PER_INPUT} deliveries for one input; the rest go out as messages")]
     TooManyDeliveries,
 }
 
@@ -198,6 +198,9 @@ impl Runtime {
             while let Some(envelope) = run.queue.pop_front() {
                 deliveries += 1;
                 if deliveries > MAX_DELIVERIES_PER_INPUT {
+                    // What is left goes out like any message, and comes back as a later input.
+                    run.out.messages.push(envelope);
+                    run.out.messages.extend(run.queue.drain(..));
                     run.out
                         .events
                         .push(RuntimeEvent::Rejected(RuntimeError::TooManyDeliveries));
