@@ -5,7 +5,7 @@
 //! signatures against the peer's board.
 
 use super::frame::{AccountKey, AccountMessage, DisputeProof, Frame, FrameAck, SignedFrame};
-use super::tx::{AccountState, AccountTx, TxError};
+use super::tx::{AccountState, AccountTx, Clock, TxError};
 use crate::board::{Board, EntityId, QuorumError, QuorumSignature};
 use crate::crypto::Hash;
 use crate::delta::Side;
@@ -16,13 +16,6 @@ use std::collections::VecDeque;
 pub const MAX_FRAME_TXS: usize = 10_000;
 /// How far ahead of our clock a peer's frame timestamp may be, in milliseconds.
 pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
-
-/// The time inputs a frame is stamped with and checked against.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Clock {
-    pub timestamp: u64,
-    pub j_height: u64,
-}
 
 /// Why a message from the peer was refused. The account is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -450,9 +443,13 @@ impl Account {
             .map_err(|error| AccountError::BadSignature { height, error })?;
         let mut state = base.state.clone();
         let by = self.side().peer();
+        let frame_clock = Clock {
+            timestamp: frame.timestamp,
+            j_height: frame.j_height,
+        };
         for (index, tx) in frame.txs.iter().enumerate() {
             state
-                .apply(tx, by)
+                .apply(tx, by, frame_clock)
                 .map_err(|error| AccountError::InvalidTx {
                     height,
                     index,
@@ -470,13 +467,17 @@ impl Account {
             return;
         }
         let side = self.side();
+        let frame_clock = Clock {
+            timestamp: clock.timestamp.max(self.last.timestamp),
+            j_height: clock.j_height.max(self.last.j_height),
+        };
         let mut state = self.state.clone();
         let mut txs = Vec::new();
         while txs.len() < MAX_FRAME_TXS {
             let Some(tx) = self.mempool.pop_front() else {
                 break;
             };
-            match state.apply(&tx, side) {
+            match state.apply(&tx, side, frame_clock) {
                 Ok(()) => txs.push(tx),
                 Err(error) => step.events.push(AccountEvent::TxDropped { tx, error }),
             }
@@ -486,8 +487,8 @@ impl Account {
         }
         let frame = Frame {
             height: self.height + 1,
-            timestamp: clock.timestamp.max(self.last.timestamp),
-            j_height: clock.j_height.max(self.last.j_height),
+            timestamp: frame_clock.timestamp,
+            j_height: frame_clock.j_height,
             txs,
             prev_frame_hash: self.last.hash,
             state_hash: state.hash(),

@@ -11,7 +11,7 @@ pub use frame::{
     AccountKey, AccountMessage, DisputeProof, Frame, FrameAck, FrameHeader, SignedFrame,
 };
 pub use machine::{
-    Account, AccountError, AccountEvent, Clock, MAX_CLOCK_SKEW_MS, MAX_FRAME_TXS, PendingFrame,
-    Reply, Step,
+    Account, AccountError, AccountEvent, MAX_CLOCK_SKEW_MS, MAX_FRAME_TXS, PendingFrame, Reply,
+    Step,
 };
-pub use tx::{AccountState, AccountTx, TxError};
+pub use tx::{AccountState, AccountTx, Clock, Htlc, HtlcResolution, MAX_HTLC_PAYLOAD, TxError};

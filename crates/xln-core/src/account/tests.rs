@@ -1,6 +1,7 @@
 //! Tests of the account machine: the consensus steps one by one, refusal of bad frames, and a
 //! property test over an unreliable channel.
 
+use super::tx::MAX_HTLC_PAYLOAD;
 use super::*;
 use crate::board::{Board, EntityId, QuorumSignature};
 use crate::crypto::{Hash, SignerKey, keccak256};
@@ -148,7 +149,7 @@ impl Pair {
         let account = &self.left.account;
         let mut state = account.state().clone();
         for tx in &txs {
-            let _ = state.apply(tx, Side::Left);
+            let _ = state.apply(tx, Side::Left, self.clock);
         }
         let mut frame = Frame {
             height: account.height() + 1,
@@ -503,6 +504,232 @@ fn account_state_round_trips_through_the_codec() {
     let back: Account = crate::codec::decode("account", &bytes).unwrap();
     assert_eq!(back, pair.left.account);
     assert!(crate::codec::decode::<Account>("account", &bytes[..bytes.len() - 1]).is_err());
+}
+
+// ---- HTLCs ----
+
+fn lock(
+    lock_id: u64,
+    secret: &[u8; 32],
+    amount: u128,
+    expires_at_ms: u64,
+    before_j: u64,
+) -> AccountTx {
+    AccountTx::HtlcLock {
+        lock_id,
+        hashlock: keccak256(secret),
+        token: TOKEN,
+        amount,
+        expires_at_ms,
+        reveal_before_j_height: before_j,
+        payload: vec![1, 2, 3],
+    }
+}
+
+fn resolve(lock_id: u64, resolution: HtlcResolution) -> AccountTx {
+    AccountTx::HtlcResolve {
+        lock_id,
+        resolution,
+    }
+}
+
+/// LEFT may owe RIGHT up to 100.
+fn credit_state() -> AccountState {
+    let pair = Pair::new();
+    let mut state = AccountState::new(pair.left.id, pair.right.id);
+    let at = Clock {
+        timestamp: 0,
+        j_height: 0,
+    };
+    state
+        .apply(
+            &AccountTx::SetCreditLimit {
+                token: TOKEN,
+                amount: 100,
+            },
+            Side::Right,
+            at,
+        )
+        .unwrap();
+    state
+}
+
+#[test]
+fn htlc_holds_count_in_rcpan_and_settle_with_the_secret() {
+    let secret = [7u8; 32];
+    let now = Clock {
+        timestamp: 1_000,
+        j_height: 10,
+    };
+    let mut state = credit_state();
+    state
+        .apply(&lock(1, &secret, 80, 2_000, 20), Side::Left, now)
+        .unwrap();
+    let caps = state.capacities(TOKEN, Side::Left).unwrap();
+    assert_eq!(caps.out_capacity, 20);
+    assert_eq!(state.deltas[&TOKEN].left_hold, 80);
+    let before = state.clone();
+    assert!(matches!(
+        state.apply(&lock(2, &secret, 30, 2_000, 20), Side::Left, now),
+        Err(TxError::InsufficientCapacity { available: 20, .. })
+    ));
+    assert_eq!(state, before);
+
+    // Who may resolve, and how.
+    let refused: Vec<(AccountTx, Side, Clock, TxError)> = vec![
+        (
+            resolve(1, HtlcResolution::Secret([8; 32])),
+            Side::Right,
+            now,
+            TxError::WrongSecret(1),
+        ),
+        (
+            resolve(1, HtlcResolution::Secret(secret)),
+            Side::Left,
+            now,
+            TxError::NotReceiver(1),
+        ),
+        (
+            resolve(1, HtlcResolution::Cancel),
+            Side::Left,
+            now,
+            TxError::NotExpired(1),
+        ),
+        (
+            resolve(9, HtlcResolution::Cancel),
+            Side::Right,
+            now,
+            TxError::UnknownLock(9),
+        ),
+        (
+            lock(1, &secret, 5, 2_000, 20),
+            Side::Left,
+            now,
+            TxError::DuplicateLock(1),
+        ),
+        (
+            lock(3, &secret, 5, 1_000, 20),
+            Side::Left,
+            now,
+            TxError::ExpiryInPast,
+        ),
+        (
+            lock(3, &secret, 5, 2_000, 10),
+            Side::Left,
+            now,
+            TxError::ExpiryInPast,
+        ),
+        (
+            lock(3, &secret, 0, 2_000, 20),
+            Side::Left,
+            now,
+            TxError::ZeroAmount,
+        ),
+        (
+            AccountTx::HtlcLock {
+                lock_id: 3,
+                hashlock: keccak256(&secret),
+                token: TOKEN,
+                amount: 1,
+                expires_at_ms: 2_000,
+                reveal_before_j_height: 20,
+                payload: vec![0; MAX_HTLC_PAYLOAD + 1],
+            },
+            Side::Left,
+            now,
+            TxError::PayloadTooLarge(MAX_HTLC_PAYLOAD + 1),
+        ),
+        (
+            resolve(1, HtlcResolution::Secret(secret)),
+            Side::Right,
+            Clock {
+                timestamp: 2_000,
+                j_height: 10,
+            },
+            TxError::LockExpired(1),
+        ),
+        (
+            resolve(1, HtlcResolution::Secret(secret)),
+            Side::Right,
+            Clock {
+                timestamp: 1_500,
+                j_height: 20,
+            },
+            TxError::LockExpired(1),
+        ),
+    ];
+    for (tx, by, at, expected) in refused {
+        assert_eq!(state.apply(&tx, by, at), Err(expected.clone()), "{tx:?}");
+        assert_eq!(state, before, "{expected}: state changed");
+    }
+
+    state
+        .apply(
+            &resolve(1, HtlcResolution::Secret(secret)),
+            Side::Right,
+            now,
+        )
+        .unwrap();
+    assert_eq!(state.deltas[&TOKEN].offdelta, -80);
+    assert_eq!(state.total_holds(), 0);
+    assert!(state.locks.is_empty());
+}
+
+#[test]
+fn htlc_cancel_rules() {
+    let secret = [3u8; 32];
+    let now = Clock {
+        timestamp: 1_000,
+        j_height: 10,
+    };
+    let mut state = credit_state();
+    state
+        .apply(&lock(1, &secret, 50, 2_000, 20), Side::Left, now)
+        .unwrap();
+    state
+        .apply(&lock(2, &secret, 30, 2_000, 20), Side::Left, now)
+        .unwrap();
+    let empty_hash = credit_state().hash();
+    assert_ne!(state.hash(), empty_hash, "locks are part of the state hash");
+
+    // The receiver may cancel at once; the sender after expiry by time or by chain height.
+    state
+        .apply(&resolve(1, HtlcResolution::Cancel), Side::Right, now)
+        .unwrap();
+    let by_height = Clock {
+        timestamp: 1_000,
+        j_height: 20,
+    };
+    state
+        .apply(&resolve(2, HtlcResolution::Cancel), Side::Left, by_height)
+        .unwrap();
+    assert_eq!(state.total_holds(), 0);
+    assert_eq!(state.deltas[&TOKEN].offdelta, 0);
+    assert_eq!(state.hash(), empty_hash);
+}
+
+#[test]
+fn htlc_travels_through_frames() {
+    let mut pair = Pair::new();
+    pair.extend_credit(false, 100);
+    let secret = [9u8; 32];
+    let expiry = pair.clock.timestamp + 10_000;
+    pair.left
+        .account
+        .enqueue(lock(42, &secret, 60, expiry, 100));
+    let (msg, _) = pair.flush(true);
+    pair.settle(msg.unwrap(), false);
+    pair.assert_in_sync();
+    assert_eq!(pair.right.account.state().locks[&42].amount, 60);
+
+    pair.right
+        .account
+        .enqueue(resolve(42, HtlcResolution::Secret(secret)));
+    let (msg, _) = pair.flush(false);
+    pair.settle(msg.unwrap(), true);
+    pair.assert_in_sync();
+    assert_eq!(pair.offdelta(), -60);
+    assert_eq!(pair.left.account.state().total_holds(), 0);
 }
 
 // ---- property test over an unreliable channel ----

@@ -1,11 +1,15 @@
 //! Account transactions and the account state they change (PROTOCOL.md §3).
 
 use crate::board::EntityId;
+use crate::codec::hash_of;
 use crate::codec::{Packed, tag};
-use crate::crypto::Hash;
+use crate::crypto::{Hash, keccak256};
 use crate::delta::{Capacities, Delta, Overflow, Side, TokenId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// The largest forwarding payload an HTLC may carry, in bytes.
+pub const MAX_HTLC_PAYLOAD: usize = 4096;
 
 /// A transaction inside an account frame, always read from the proposer's side: the proposer
 /// pays, the proposer sets the credit it extends. New kinds (HTLCs, swaps, chain-observed
@@ -16,6 +20,58 @@ pub enum AccountTx {
     DirectPayment { token: TokenId, amount: u128 },
     /// The proposer lets its peer owe it up to `amount` of `token`.
     SetCreditLimit { token: TokenId, amount: u128 },
+    /// The proposer puts `amount` on hold for its peer, payable to whoever reveals the preimage
+    /// of `hashlock` before the expiry (PROTOCOL.md §7). `payload` carries the peer's
+    /// forwarding instructions, encrypted to it.
+    HtlcLock {
+        lock_id: u64,
+        hashlock: Hash,
+        token: TokenId,
+        amount: u128,
+        expires_at_ms: u64,
+        reveal_before_j_height: u64,
+        payload: Vec<u8>,
+    },
+    /// Settles (with the secret) or cancels a lock.
+    HtlcResolve {
+        lock_id: u64,
+        resolution: HtlcResolution,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HtlcResolution {
+    /// The preimage of the hashlock: the lock's amount moves to its receiver.
+    Secret([u8; 32]),
+    /// The hold is released: by the receiver at any time, by the sender after expiry.
+    Cancel,
+}
+
+/// An HTLC in flight in an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Htlc {
+    /// The side that locked (and pays when the secret is revealed).
+    pub sender: Side,
+    pub hashlock: Hash,
+    pub token: TokenId,
+    pub amount: u128,
+    pub expires_at_ms: u64,
+    pub reveal_before_j_height: u64,
+}
+
+impl Htlc {
+    pub fn expired(&self, clock: Clock) -> bool {
+        clock.timestamp >= self.expires_at_ms || clock.j_height >= self.reveal_before_j_height
+    }
+}
+
+/// The time a frame is stamped with; transactions are checked against it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clock {
+    /// Milliseconds.
+    pub timestamp: u64,
+    /// The jurisdiction's block height.
+    pub j_height: u64,
 }
 
 /// Why a transaction was refused. The state is unchanged.
@@ -33,6 +89,22 @@ pub enum TxError {
     },
     #[error("amount out of range")]
     Overflow,
+    #[error("payload of {0} bytes is larger than {MAX_HTLC_PAYLOAD}")]
+    PayloadTooLarge(usize),
+    #[error("lock {0} exists already")]
+    DuplicateLock(u64),
+    #[error("no lock {0}")]
+    UnknownLock(u64),
+    #[error("lock expiry must lie after the frame's time and chain height")]
+    ExpiryInPast,
+    #[error("the secret does not match the hashlock of lock {0}")]
+    WrongSecret(u64),
+    #[error("lock {0} has expired")]
+    LockExpired(u64),
+    #[error("only the receiver of lock {0} may do this before it expires")]
+    NotExpired(u64),
+    #[error("only the receiver of lock {0} can reveal its secret")]
+    NotReceiver(u64),
 }
 
 impl From<Overflow> for TxError {
@@ -41,12 +113,13 @@ impl From<Overflow> for TxError {
     }
 }
 
-/// The state both sides of an account agree on: one delta per token.
+/// The state both sides of an account agree on: one delta per token and the locks in flight.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountState {
     pub left: EntityId,
     pub right: EntityId,
     pub deltas: BTreeMap<TokenId, Delta>,
+    pub locks: BTreeMap<u64, Htlc>,
 }
 
 impl AccountState {
@@ -57,6 +130,7 @@ impl AccountState {
             left,
             right,
             deltas: BTreeMap::new(),
+            locks: BTreeMap::new(),
         }
     }
 
@@ -77,7 +151,8 @@ impl AccountState {
     /// `keccak256(abi.encodePacked(STATE_TAG, left, right, uint32 count, per token ascending:
     /// uint32 token, uint128 collateral, int128 ondelta, int128 offdelta, uint128 left limit,
     /// uint128 right limit, uint128 left hold, uint128 right hold, bytes32 extras))`: the layout
-    /// the Depository recomputes from a dispute proof. `extras` stays zero until HTLCs exist.
+    /// the Depository recomputes from a dispute proof. `extras` is the hash of the locks in
+    /// flight, zero when there are none.
     pub fn hash(&self) -> Hash {
         let mut packed = Packed::new();
         packed
@@ -97,12 +172,17 @@ impl AccountState {
                 .u128(d.left_hold)
                 .u128(d.right_hold);
         }
-        packed.bytes32(&Hash::ZERO.0);
+        let extras = if self.locks.is_empty() {
+            Hash::ZERO
+        } else {
+            hash_of(&self.locks)
+        };
+        packed.bytes32(&extras.0);
         packed.hash()
     }
 
-    /// Applies `tx` proposed by `by`. On error nothing changes.
-    pub fn apply(&mut self, tx: &AccountTx, by: Side) -> Result<(), TxError> {
+    /// Applies `tx` proposed by `by` in a frame stamped `clock`. On error nothing changes.
+    pub fn apply(&mut self, tx: &AccountTx, by: Side, clock: Clock) -> Result<(), TxError> {
         match *tx {
             AccountTx::DirectPayment { token, amount } => {
                 if amount == 0 {
@@ -140,7 +220,115 @@ impl AccountState {
                 after.slack()?;
                 self.deltas.insert(token, after);
             }
+            AccountTx::HtlcLock {
+                lock_id,
+                hashlock,
+                token,
+                amount,
+                expires_at_ms,
+                reveal_before_j_height,
+                ref payload,
+            } => {
+                if amount == 0 {
+                    return Err(TxError::ZeroAmount);
+                }
+                if payload.len() > MAX_HTLC_PAYLOAD {
+                    return Err(TxError::PayloadTooLarge(payload.len()));
+                }
+                if self.locks.contains_key(&lock_id) {
+                    return Err(TxError::DuplicateLock(lock_id));
+                }
+                let lock = Htlc {
+                    sender: by,
+                    hashlock,
+                    token,
+                    amount,
+                    expires_at_ms,
+                    reveal_before_j_height,
+                };
+                if lock.expired(clock) {
+                    return Err(TxError::ExpiryInPast);
+                }
+                let delta = self
+                    .deltas
+                    .get_mut(&token)
+                    .ok_or(TxError::UnknownToken(token))?;
+                let mut after = delta.clone();
+                let hold = match by {
+                    Side::Left => &mut after.left_hold,
+                    Side::Right => &mut after.right_hold,
+                };
+                *hold = hold.checked_add(amount).ok_or(TxError::Overflow)?;
+                if !delta.may_become(&after)? {
+                    return Err(TxError::InsufficientCapacity {
+                        token,
+                        amount,
+                        available: delta.capacities(by)?.out_capacity,
+                    });
+                }
+                *delta = after;
+                self.locks.insert(lock_id, lock);
+            }
+            AccountTx::HtlcResolve {
+                lock_id,
+                ref resolution,
+            } => {
+                let lock = self
+                    .locks
+                    .get(&lock_id)
+                    .ok_or(TxError::UnknownLock(lock_id))?;
+                let by_receiver = by != lock.sender;
+                let pays = match resolution {
+                    HtlcResolution::Secret(secret) => {
+                        if !by_receiver {
+                            return Err(TxError::NotReceiver(lock_id));
+                        }
+                        if keccak256(secret) != lock.hashlock {
+                            return Err(TxError::WrongSecret(lock_id));
+                        }
+                        if lock.expired(clock) {
+                            return Err(TxError::LockExpired(lock_id));
+                        }
+                        true
+                    }
+                    HtlcResolution::Cancel => {
+                        if !by_receiver && !lock.expired(clock) {
+                            return Err(TxError::NotExpired(lock_id));
+                        }
+                        false
+                    }
+                };
+                let delta = self
+                    .deltas
+                    .get_mut(&lock.token)
+                    .ok_or(TxError::UnknownToken(lock.token))?;
+                let mut after = delta.clone();
+                let amount = lock.amount;
+                let hold = match lock.sender {
+                    Side::Left => &mut after.left_hold,
+                    Side::Right => &mut after.right_hold,
+                };
+                *hold = hold.checked_sub(amount).ok_or(TxError::Overflow)?;
+                if pays {
+                    let signed = i128::try_from(amount).map_err(|_| TxError::Overflow)?;
+                    after.offdelta = match lock.sender {
+                        Side::Left => after.offdelta.checked_sub(signed),
+                        Side::Right => after.offdelta.checked_add(signed),
+                    }
+                    .ok_or(TxError::Overflow)?;
+                }
+                *delta = after;
+                self.locks.remove(&lock_id);
+            }
         }
         Ok(())
+    }
+
+    /// The sum of all holds: zero when no lock is in flight.
+    pub fn total_holds(&self) -> u128 {
+        self.deltas
+            .values()
+            .map(|d| d.left_hold.saturating_add(d.right_hold))
+            .fold(0, u128::saturating_add)
     }
 }
