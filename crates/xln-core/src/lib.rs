@@ -11,6 +11,8 @@ pub mod codec;
 pub mod crypto;
 pub mod delta;
 pub mod entity;
+pub mod gossip;
+pub mod routing;
 pub mod runtime;
 
 pub use bytes::{HexError, parse_hex};
