@@ -22,6 +22,10 @@ impl Packed {
         self.0.extend_from_slice(value);
         self
     }
+    pub fn bytes33(&mut self, value: &[u8; 33]) -> &mut Self {
+        self.0.extend_from_slice(value);
+        self
+    }
     pub fn address(&mut self, value: &[u8; 20]) -> &mut Self {
         self.0.extend_from_slice(value);
         self

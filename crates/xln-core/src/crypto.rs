@@ -31,6 +31,8 @@ pub fn keccak256(data: &[u8]) -> Hash {
 pub enum CryptoError {
     #[error("not a valid secp256k1 private key")]
     InvalidPrivateKey,
+    #[error("not a valid secp256k1 public key")]
+    InvalidPublicKey,
     #[error("malformed signature: {0}")]
     MalformedSignature(&'static str),
     #[error("signature does not recover to a public key")]
@@ -61,6 +63,19 @@ impl SignerKey {
         self.address
     }
 
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey(*self.key.verifying_key())
+    }
+
+    /// The x coordinate of the ECDH shared point with `peer`.
+    pub(crate) fn shared_secret(&self, peer: &PublicKey) -> [u8; 32] {
+        let shared =
+            k256::ecdh::diffie_hellman(self.key.as_nonzero_scalar(), peer.verifying_key().as_affine());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(shared.raw_secret_bytes());
+        out
+    }
+
     /// Signs a 32-byte digest. RFC 6979 makes this deterministic: no randomness needed.
     pub fn sign(&self, digest: &Hash) -> Signature {
         // Signing a 32-byte prehash with a valid key cannot fail; k256 returns low-s.
@@ -81,14 +96,44 @@ impl std::fmt::Debug for SignerKey {
     }
 }
 
-/// A signer's public key, for verifying its signatures without recovering the key each time
-/// (recovery costs about three times a verification).
+/// A signer's public key: verifies its signatures without recovering the key each time
+/// (recovery costs about three times a verification), and receives onion payloads.
+/// Encoded as 33 bytes, SEC1 compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublicKey(VerifyingKey);
 
 impl PublicKey {
     pub fn address(&self) -> Address {
         address_of(&self.0)
+    }
+
+    pub fn to_bytes(&self) -> [u8; 33] {
+        let mut out = [0u8; 33];
+        out.copy_from_slice(self.0.to_encoded_point(true).as_bytes());
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8; 33]) -> Result<Self, CryptoError> {
+        VerifyingKey::from_sec1_bytes(bytes)
+            .map(PublicKey)
+            .map_err(|_| CryptoError::InvalidPublicKey)
+    }
+
+    pub(crate) fn verifying_key(&self) -> &VerifyingKey {
+        &self.0
+    }
+}
+
+impl serde::Serialize for PublicKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::bytes::serialize(&self.to_bytes(), s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: [u8; 33] = crate::bytes::deserialize(d)?;
+        PublicKey::from_bytes(&bytes).map_err(serde::de::Error::custom)
     }
 }
 

@@ -14,4 +14,7 @@ pub use machine::{
     Account, AccountError, AccountEvent, MAX_CLOCK_SKEW_MS, MAX_FRAME_TXS, PendingFrame, Reply,
     Step,
 };
-pub use tx::{AccountState, AccountTx, Clock, Htlc, HtlcResolution, MAX_HTLC_PAYLOAD, TxError};
+pub use tx::{
+    AccountState, AccountTx, Clock, FailReason, Failure, Htlc, HtlcResolution, MAX_HTLC_PAYLOAD,
+    TxError,
+};

@@ -533,6 +533,13 @@ fn resolve(lock_id: u64, resolution: HtlcResolution) -> AccountTx {
     }
 }
 
+fn failure() -> Failure {
+    Failure {
+        hop: EntityId([1; 32]),
+        reason: FailReason::Expired,
+    }
+}
+
 /// LEFT may owe RIGHT up to 100.
 fn credit_state() -> AccountState {
     let pair = Pair::new();
@@ -563,14 +570,14 @@ fn htlc_holds_count_in_rcpan_and_settle_with_the_secret() {
     };
     let mut state = credit_state();
     state
-        .apply(&lock(1, &secret, 80, 2_000, 20), Side::Left, now)
+        .apply(&lock(2, &secret, 80, 2_000, 20), Side::Left, now)
         .unwrap();
     let caps = state.capacities(TOKEN, Side::Left).unwrap();
     assert_eq!(caps.out_capacity, 20);
     assert_eq!(state.deltas[&TOKEN].left_hold, 80);
     let before = state.clone();
     assert!(matches!(
-        state.apply(&lock(2, &secret, 30, 2_000, 20), Side::Left, now),
+        state.apply(&lock(8, &secret, 30, 2_000, 20), Side::Left, now),
         Err(TxError::InsufficientCapacity { available: 20, .. })
     ));
     assert_eq!(state, before);
@@ -578,49 +585,55 @@ fn htlc_holds_count_in_rcpan_and_settle_with_the_secret() {
     // Who may resolve, and how.
     let refused: Vec<(AccountTx, Side, Clock, TxError)> = vec![
         (
-            resolve(1, HtlcResolution::Secret([8; 32])),
+            resolve(2, HtlcResolution::Secret([8; 32])),
             Side::Right,
             now,
-            TxError::WrongSecret(1),
+            TxError::WrongSecret(2),
         ),
         (
-            resolve(1, HtlcResolution::Secret(secret)),
+            resolve(2, HtlcResolution::Secret(secret)),
             Side::Left,
             now,
-            TxError::NotReceiver(1),
+            TxError::NotReceiver(2),
         ),
         (
-            resolve(1, HtlcResolution::Cancel),
+            resolve(2, HtlcResolution::Cancel(failure())),
             Side::Left,
             now,
-            TxError::NotExpired(1),
+            TxError::NotExpired(2),
         ),
         (
-            resolve(9, HtlcResolution::Cancel),
+            resolve(9, HtlcResolution::Cancel(failure())),
             Side::Right,
             now,
             TxError::UnknownLock(9),
         ),
         (
-            lock(1, &secret, 5, 2_000, 20),
+            lock(2, &secret, 5, 2_000, 20),
             Side::Left,
             now,
-            TxError::DuplicateLock(1),
+            TxError::DuplicateLock(2),
         ),
         (
-            lock(3, &secret, 5, 1_000, 20),
+            lock(3, &secret, 5, 2_000, 20),
+            Side::Left,
+            now,
+            TxError::LockIdOfOtherSide(3),
+        ),
+        (
+            lock(6, &secret, 5, 1_000, 20),
             Side::Left,
             now,
             TxError::ExpiryInPast,
         ),
         (
-            lock(3, &secret, 5, 2_000, 10),
+            lock(6, &secret, 5, 2_000, 10),
             Side::Left,
             now,
             TxError::ExpiryInPast,
         ),
         (
-            lock(3, &secret, 0, 2_000, 20),
+            lock(6, &secret, 0, 2_000, 20),
             Side::Left,
             now,
             TxError::ZeroAmount,
@@ -640,22 +653,22 @@ fn htlc_holds_count_in_rcpan_and_settle_with_the_secret() {
             TxError::PayloadTooLarge(MAX_HTLC_PAYLOAD + 1),
         ),
         (
-            resolve(1, HtlcResolution::Secret(secret)),
+            resolve(2, HtlcResolution::Secret(secret)),
             Side::Right,
             Clock {
                 timestamp: 2_000,
                 j_height: 10,
             },
-            TxError::LockExpired(1),
+            TxError::LockExpired(2),
         ),
         (
-            resolve(1, HtlcResolution::Secret(secret)),
+            resolve(2, HtlcResolution::Secret(secret)),
             Side::Right,
             Clock {
                 timestamp: 1_500,
                 j_height: 20,
             },
-            TxError::LockExpired(1),
+            TxError::LockExpired(2),
         ),
     ];
     for (tx, by, at, expected) in refused {
@@ -665,7 +678,7 @@ fn htlc_holds_count_in_rcpan_and_settle_with_the_secret() {
 
     state
         .apply(
-            &resolve(1, HtlcResolution::Secret(secret)),
+            &resolve(2, HtlcResolution::Secret(secret)),
             Side::Right,
             now,
         )
@@ -684,24 +697,32 @@ fn htlc_cancel_rules() {
     };
     let mut state = credit_state();
     state
-        .apply(&lock(1, &secret, 50, 2_000, 20), Side::Left, now)
+        .apply(&lock(2, &secret, 50, 2_000, 20), Side::Left, now)
         .unwrap();
     state
-        .apply(&lock(2, &secret, 30, 2_000, 20), Side::Left, now)
+        .apply(&lock(4, &secret, 30, 2_000, 20), Side::Left, now)
         .unwrap();
     let empty_hash = credit_state().hash();
     assert_ne!(state.hash(), empty_hash, "locks are part of the state hash");
 
     // The receiver may cancel at once; the sender after expiry by time or by chain height.
     state
-        .apply(&resolve(1, HtlcResolution::Cancel), Side::Right, now)
+        .apply(
+            &resolve(2, HtlcResolution::Cancel(failure())),
+            Side::Right,
+            now,
+        )
         .unwrap();
     let by_height = Clock {
         timestamp: 1_000,
         j_height: 20,
     };
     state
-        .apply(&resolve(2, HtlcResolution::Cancel), Side::Left, by_height)
+        .apply(
+            &resolve(4, HtlcResolution::Cancel(failure())),
+            Side::Left,
+            by_height,
+        )
         .unwrap();
     assert_eq!(state.total_holds(), 0);
     assert_eq!(state.deltas[&TOKEN].offdelta, 0);

@@ -22,7 +22,8 @@ pub enum AccountTx {
     SetCreditLimit { token: TokenId, amount: u128 },
     /// The proposer puts `amount` on hold for its peer, payable to whoever reveals the preimage
     /// of `hashlock` before the expiry (PROTOCOL.md §7). `payload` carries the peer's
-    /// forwarding instructions, encrypted to it.
+    /// forwarding instructions, encrypted to it. LEFT numbers its locks even, RIGHT odd, so
+    /// the two sides never pick the same id.
     HtlcLock {
         lock_id: u64,
         hashlock: Hash,
@@ -43,8 +44,36 @@ pub enum AccountTx {
 pub enum HtlcResolution {
     /// The preimage of the hashlock: the lock's amount moves to its receiver.
     Secret([u8; 32]),
-    /// The hold is released: by the receiver at any time, by the sender after expiry.
-    Cancel,
+    /// The hold is released: by the receiver at any time, by the sender after expiry. The
+    /// failure travels back to the payment's sender.
+    Cancel(Failure),
+}
+
+/// Where and why a payment failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub hop: EntityId,
+    pub reason: FailReason,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FailReason {
+    /// The lock reached its expiry unresolved.
+    Expired,
+    /// The hop could not lock the amount on its next account.
+    NoCapacity,
+    /// The hop has no account with the next hop named in the onion.
+    UnknownNextHop,
+    /// The hop's onion layer did not decrypt or decode.
+    BadOnion,
+    /// The amount left for the hop is below its fee.
+    FeeTooLow,
+    /// The next lock does not expire early enough before the incoming one.
+    ExpiryTooSoon,
+    /// The receiver was promised another amount than the lock carries.
+    WrongAmount,
+    /// The receiver's preimage does not match the hashlock.
+    WrongPreimage,
 }
 
 /// An HTLC in flight in an account.
@@ -91,6 +120,8 @@ pub enum TxError {
     Overflow,
     #[error("payload of {0} bytes is larger than {MAX_HTLC_PAYLOAD}")]
     PayloadTooLarge(usize),
+    #[error("lock {0} belongs to the other side's numbering (LEFT even, RIGHT odd)")]
+    LockIdOfOtherSide(u64),
     #[error("lock {0} exists already")]
     DuplicateLock(u64),
     #[error("no lock {0}")]
@@ -235,6 +266,9 @@ impl AccountState {
                 if payload.len() > MAX_HTLC_PAYLOAD {
                     return Err(TxError::PayloadTooLarge(payload.len()));
                 }
+                if (lock_id % 2 == 0) != (by == Side::Left) {
+                    return Err(TxError::LockIdOfOtherSide(lock_id));
+                }
                 if self.locks.contains_key(&lock_id) {
                     return Err(TxError::DuplicateLock(lock_id));
                 }
@@ -291,7 +325,7 @@ impl AccountState {
                         }
                         true
                     }
-                    HtlcResolution::Cancel => {
+                    HtlcResolution::Cancel(_) => {
                         if !by_receiver && !lock.expired(clock) {
                             return Err(TxError::NotExpired(lock_id));
                         }
