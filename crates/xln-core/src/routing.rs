@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 type Node = u32;
 
 /// What a hop charges to forward an amount: `base + forwarded * ppm / 1_000_000`, rounded down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FeePolicy {
     pub base: u128,
     pub ppm: u32,

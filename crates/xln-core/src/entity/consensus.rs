@@ -248,7 +248,11 @@ impl EntityReplica {
     /// The proposer builds a frame from its mempool, if it has one and none is in flight.
     /// Transactions that fail are left out and reported.
     pub fn propose(&mut self, key: &SignerKey, now: u64) -> Vec<ReplicaOutput> {
-        if !self.is_proposer() || self.in_flight.is_some() || self.mempool.is_empty() {
+        if !self.is_proposer() || self.in_flight.is_some() {
+            return Vec::new();
+        }
+        self.queue_own_duties(key, now);
+        if self.mempool.is_empty() {
             return Vec::new();
         }
         let mut outputs = Vec::new();
@@ -309,6 +313,34 @@ impl EntityReplica {
         // A board whose proposer alone reaches the threshold commits at once.
         outputs.extend(self.try_commit());
         outputs
+    }
+
+    /// What only the proposer can do: decrypt the onions of incoming locks (with its key) and
+    /// notice locks past expiry. Both become transactions every member checks.
+    fn queue_own_duties(&mut self, key: &SignerKey, now: u64) {
+        let awaiting: Vec<((EntityId, u64), Vec<u8>)> = self
+            .state
+            .awaiting_instructions()
+            .filter(|(k, _)| !self.mempool.iter().any(|tx| tx.is_instruction_for(k)))
+            .map(|(k, payload)| (*k, payload.clone()))
+            .collect();
+        for ((peer, lock_id), payload) in awaiting {
+            let instruction = crate::onion::open(key, &payload).ok().map(Box::new);
+            self.mempool.push(EntityTx::HtlcInstruction {
+                peer,
+                lock_id,
+                instruction,
+            });
+        }
+        let clock = crate::account::Clock {
+            timestamp: now.max(self.state.timestamp),
+            j_height: self.state.j_height,
+        };
+        if !self.mempool.contains(&EntityTx::CancelExpired)
+            && !self.state.expired_outgoing(clock).is_empty()
+        {
+            self.mempool.push(EntityTx::CancelExpired);
+        }
     }
 
     fn on_propose(

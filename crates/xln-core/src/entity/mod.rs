@@ -1,6 +1,7 @@
 //! Entities: boards of signers that run a replicated state holding their accounts.
 
 mod consensus;
+mod htlc;
 mod state;
 
 #[cfg(test)]
@@ -9,6 +10,10 @@ mod tests;
 pub use consensus::{
     ConsensusError, EntityFrame, EntityMessage, EntityReplica, MAX_ENTITY_CLOCK_SKEW_MS,
     MAX_ENTITY_FRAME_TXS, ReplicaOutput,
+};
+pub use htlc::{
+    FINAL_EXPIRY_BLOCKS, FINAL_EXPIRY_MS, HOP_EXPIRY_MARGIN_BLOCKS, HOP_EXPIRY_MARGIN_MS,
+    MAX_ROUTE_HOPS, Origin, Payment, PaymentOrder, PaymentStatus, RouteHop,
 };
 pub use state::{
     AccountEntry, EntityEvent, EntityState, EntityTx, EntityTxError, Outcome, Outgoing,

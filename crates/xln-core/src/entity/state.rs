@@ -1,11 +1,14 @@
 //! An entity's replicated state and the transactions its frames carry.
 
+use super::htlc::{Origin, Payment, PaymentOrder, PaymentStatus};
 use crate::account::{
-    Account, AccountError, AccountEvent, AccountMessage, AccountTx, Clock, Reply,
+    Account, AccountError, AccountEvent, AccountMessage, AccountTx, Clock, Failure, Reply,
 };
 use crate::board::{Board, EntityId};
 use crate::codec::hash_of;
 use crate::crypto::Hash;
+use crate::onion::HopInstruction;
+use crate::routing::FeePolicy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -24,6 +27,19 @@ pub enum EntityTx {
     },
     /// The jurisdiction reached this block height.
     ChainBlock { height: u64 },
+    /// Send a payment along a route.
+    Pay(Box<PaymentOrder>),
+    /// What our proposer decrypted from the onion of the incoming lock `lock_id` from `peer`
+    /// (`None`: it did not decrypt).
+    HtlcInstruction {
+        peer: EntityId,
+        lock_id: u64,
+        instruction: Option<Box<HopInstruction>>,
+    },
+    /// Cancel our locks that passed their expiry.
+    CancelExpired,
+    /// What we charge to forward a payment.
+    SetFees(FeePolicy),
 }
 
 /// Why an entity transaction was refused. The state is unchanged.
@@ -43,13 +59,55 @@ pub enum EntityTxError {
     Account { peer: EntityId, error: AccountError },
     #[error("chain height {height} is not above the known {known}")]
     StaleChainHeight { height: u64, known: u64 },
+    #[error("bad route: {0}")]
+    BadRoute(&'static str),
+    #[error("a payment with hashlock {0} exists already")]
+    DuplicatePayment(Hash),
+    #[error("no incoming lock {lock_id} from {peer} awaits an instruction")]
+    NotAwaiting { peer: EntityId, lock_id: u64 },
+    #[error("no lock has expired")]
+    NothingExpired,
 }
 
 /// What an entity did, for the console and the tests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntityEvent {
-    AccountOpened { peer: EntityId },
-    Account { peer: EntityId, event: AccountEvent },
+    AccountOpened {
+        peer: EntityId,
+    },
+    Account {
+        peer: EntityId,
+        event: AccountEvent,
+    },
+    PaymentSent {
+        hashlock: Hash,
+        receiver: EntityId,
+        amount: u128,
+    },
+    /// Our payment succeeded (with the preimage as receipt) or failed (where and why).
+    PaymentFinished {
+        hashlock: Hash,
+        status: PaymentStatus,
+    },
+    PaymentReceived {
+        hashlock: Hash,
+        from: EntityId,
+        amount: u128,
+    },
+    /// A payment we forwarded settled, earning `fee`.
+    Forwarded {
+        from: EntityId,
+        fee: u128,
+    },
+    /// We refused to forward an incoming lock and cancelled it.
+    ForwardRefused {
+        peer: EntityId,
+        failure: Failure,
+    },
+    LockExpired {
+        peer: EntityId,
+        lock_id: u64,
+    },
 }
 
 /// One account of the entity and the board of its peer.
@@ -97,6 +155,15 @@ pub struct EntityState {
     /// The hash of the last committed entity frame.
     pub prev_hash: Hash,
     pub accounts: BTreeMap<EntityId, AccountEntry>,
+    pub fees: FeePolicy,
+    /// Numbers our HTLC locks (see `allocate_lock_id`).
+    pub next_lock_id: u64,
+    /// Payments we sent, by hashlock.
+    pub payments: BTreeMap<Hash, Payment>,
+    /// Why each of our locks in flight exists, by (peer, lock id).
+    pub origins: BTreeMap<(EntityId, u64), Origin>,
+    /// Incoming locks whose onion our proposer has yet to decrypt: their payloads.
+    pub awaiting: BTreeMap<(EntityId, u64), Vec<u8>>,
 }
 
 impl EntityState {
@@ -110,6 +177,11 @@ impl EntityState {
             j_height: 0,
             prev_hash: Hash::ZERO,
             accounts: BTreeMap::new(),
+            fees: FeePolicy::default(),
+            next_lock_id: 0,
+            payments: BTreeMap::new(),
+            origins: BTreeMap::new(),
+            awaiting: BTreeMap::new(),
         }
     }
 
@@ -154,6 +226,14 @@ impl EntityState {
                 }
                 self.j_height = *height;
             }
+            EntityTx::Pay(order) => self.start_payment(order, outcome)?,
+            EntityTx::HtlcInstruction {
+                peer,
+                lock_id,
+                instruction,
+            } => self.follow_instruction(*peer, *lock_id, instruction.as_deref(), outcome)?,
+            EntityTx::CancelExpired => self.cancel_expired(outcome)?,
+            EntityTx::SetFees(fees) => self.fees = *fees,
         }
         Ok(())
     }
@@ -203,23 +283,23 @@ impl EntityState {
         if opened {
             outcome.events.push(EntityEvent::AccountOpened { peer });
         }
-        self.push_step(peer, &entry.peer_board, step, outcome);
+        let peer_board = entry.peer_board.clone();
         self.accounts.insert(peer, entry);
+        self.push_step(peer, &peer_board, step, outcome);
         Ok(())
     }
 
     fn push_step(
-        &self,
+        &mut self,
         peer: EntityId,
         peer_board: &Board,
         step: crate::account::Step,
         outcome: &mut Outcome,
     ) {
-        outcome.events.extend(
-            step.events
-                .into_iter()
-                .map(|event| EntityEvent::Account { peer, event }),
-        );
+        for event in step.events {
+            self.follow_htlcs(peer, &event, outcome);
+            outcome.events.push(EntityEvent::Account { peer, event });
+        }
         if !step.reply.is_empty() {
             outcome.outgoing.push(Outgoing {
                 peer,
@@ -230,17 +310,23 @@ impl EntityState {
     }
 
     /// Proposes account frames for every account with queued transactions: the last step of
-    /// every entity frame.
+    /// every entity frame. A dropped lock can queue a cancellation on another account, so
+    /// this goes on until no account has anything new to propose.
     pub fn flush_accounts(&mut self, outcome: &mut Outcome) {
         let clock = self.clock();
-        let mut steps = Vec::new();
-        for (peer, entry) in &mut self.accounts {
-            if entry.account.pending().is_none() && !entry.account.mempool().is_empty() {
-                steps.push((*peer, entry.peer_board.clone(), entry.account.flush(clock)));
+        loop {
+            let mut steps = Vec::new();
+            for (peer, entry) in &mut self.accounts {
+                if entry.account.pending().is_none() && !entry.account.mempool().is_empty() {
+                    steps.push((*peer, entry.peer_board.clone(), entry.account.flush(clock)));
+                }
             }
-        }
-        for (peer, board, step) in steps {
-            self.push_step(peer, &board, step, outcome);
+            if steps.is_empty() {
+                return;
+            }
+            for (peer, board, step) in steps {
+                self.push_step(peer, &board, step, outcome);
+            }
         }
     }
 }

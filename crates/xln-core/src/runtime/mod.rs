@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
 #[cfg(test)]
+mod payment_tests;
+#[cfg(test)]
 mod tests;
 
 /// How many message deliveries one input may cause before the runtime stops and reports it.
@@ -98,7 +100,9 @@ pub enum RuntimeError {
         replica: ReplicaId,
         error: ConsensusError,
     },
-    #[error("more than {MAX_DELIVERIES_PER_INPUT} deliveries for one input; the rest go out as messages")]
+    #[error(
+        "more than {MAX_DELIVERIES_PER_INPUT} deliveries for one input; the rest go out as messages"
+    )]
     TooManyDeliveries,
 }
 
@@ -208,8 +212,9 @@ impl Runtime {
                 }
                 self.deliver(envelope, &mut run);
             }
-            self.propose_all(&mut run);
-            if run.queue.is_empty() {
+            // A committed frame can give the proposer new duties (an onion to open), so
+            // propose until no replica has anything left to propose.
+            if !self.propose_all(&mut run) && run.queue.is_empty() {
                 return run.out;
             }
         }
@@ -314,18 +319,23 @@ impl Runtime {
         self.route(id, outputs, run);
     }
 
-    fn propose_all(&mut self, run: &mut Run) {
+    /// Lets every proposer build a frame; says whether any did.
+    fn propose_all(&mut self, run: &mut Run) -> bool {
         let now = self.state.timestamp;
         let ids: Vec<ReplicaId> = self.state.replicas.keys().copied().collect();
+        let mut proposed = false;
         for id in ids {
             let (Some(replica), Some(key)) =
                 (self.state.replicas.get_mut(&id), self.keys.get(&id.signer))
             else {
                 continue;
             };
+            let before = (replica.state().height, replica.is_proposing());
             let outputs = replica.propose(key, now);
+            proposed |= (replica.state().height, replica.is_proposing()) != before;
             self.route(id, outputs, run);
         }
+        proposed
     }
 
     /// Turns a replica's outputs into deliveries: local ones into the queue, others out.

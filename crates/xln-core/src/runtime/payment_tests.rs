@@ -1,0 +1,473 @@
+//! Multi-hop payments across runtimes wired together in process (an LDK-style harness):
+//! routes of 1 to 5 hops, failures at a hop, expiry, a receiver that never reveals, a hop
+//! offline mid-payment and payments crossing. After each test every account's two sides agree,
+//! RCPAN holds, no lock or hold is left, and no intermediate hop lost money.
+
+use super::*;
+use crate::account::{AccountTx, FailReason};
+use crate::delta::Side;
+use crate::entity::{PaymentOrder, PaymentStatus, RouteHop};
+use crate::onion::Preimage;
+use crate::routing::FeePolicy;
+use std::collections::BTreeSet;
+
+const TOKEN: u32 = 1;
+const CREDIT: u128 = 10_000;
+
+struct Node {
+    key: SignerKey,
+    board: Board,
+    id: EntityId,
+    fee: FeePolicy,
+}
+
+/// One single-signer entity per runtime, and a network that can hold a node's messages
+/// while it is offline.
+struct Network {
+    nodes: Vec<Node>,
+    runtimes: Vec<Runtime>,
+    now: u64,
+    offline: BTreeSet<usize>,
+    held: Vec<Envelope>,
+    events: Vec<(usize, RuntimeEvent)>,
+}
+
+impl Network {
+    fn new(count: usize, fee: FeePolicy) -> Self {
+        let mut net = Network {
+            nodes: Vec::new(),
+            runtimes: Vec::new(),
+            now: 1_000_000,
+            offline: BTreeSet::new(),
+            held: Vec::new(),
+            events: Vec::new(),
+        };
+        for i in 0..count {
+            let key = SignerKey::from_bytes(&[i as u8 + 40; 32]).unwrap();
+            let board = Board::single(key.address());
+            let id = board.lazy_entity_id();
+            net.runtimes.push(Runtime::new([key.clone()]));
+            net.nodes.push(Node {
+                key,
+                board,
+                id,
+                fee,
+            });
+        }
+        for i in 0..count {
+            let node = &net.nodes[i];
+            let add = Command::AddReplica {
+                board: node.board.clone(),
+                signer: node.key.address(),
+                domain: Hash::ZERO,
+            };
+            let fees = Command::Submit {
+                entity: node.id,
+                txs: vec![EntityTx::SetFees(fee)],
+            };
+            net.input(i, vec![add, fees]);
+        }
+        net
+    }
+
+    fn host(&self, to: &ReplicaId) -> usize {
+        self.nodes.iter().position(|n| n.id == to.entity).unwrap()
+    }
+
+    fn input(&mut self, at: usize, commands: Vec<Command>) {
+        let out = self.runtimes[at].apply(RuntimeInput {
+            timestamp: self.now,
+            commands,
+            ..RuntimeInput::default()
+        });
+        self.deliver_all(at, out);
+    }
+
+    fn deliver_all(&mut self, from: usize, out: RuntimeOutput) {
+        let mut queue: Vec<Envelope> = Vec::new();
+        self.absorb(from, out, &mut queue);
+        while !queue.is_empty() {
+            let mut later = Vec::new();
+            for envelope in std::mem::take(&mut queue) {
+                let to = self.host(&envelope.to);
+                if self.offline.contains(&to) {
+                    self.held.push(envelope);
+                    continue;
+                }
+                let out = self.runtimes[to].apply(RuntimeInput {
+                    timestamp: self.now,
+                    messages: vec![envelope],
+                    ..RuntimeInput::default()
+                });
+                self.absorb(to, out, &mut later);
+            }
+            queue = later;
+        }
+    }
+
+    fn absorb(&mut self, at: usize, out: RuntimeOutput, queue: &mut Vec<Envelope>) {
+        for event in out.events {
+            if let RuntimeEvent::Rejected(error) = &event {
+                panic!("node {at} rejected an honest input: {error}");
+            }
+            self.events.push((at, event));
+        }
+        queue.extend(out.messages);
+    }
+
+    /// Time passes; every online node gets a tick (and so cancels what expired).
+    fn tick(&mut self, ms: u64) {
+        self.now += ms;
+        for i in 0..self.runtimes.len() {
+            if !self.offline.contains(&i) {
+                self.input(i, vec![]);
+            }
+        }
+    }
+
+    fn set_online(&mut self, node: usize, online: bool) {
+        if online {
+            self.offline.remove(&node);
+            let held = std::mem::take(&mut self.held);
+            for envelope in held {
+                let to = self.host(&envelope.to);
+                if self.offline.contains(&to) {
+                    self.held.push(envelope);
+                    continue;
+                }
+                let out = self.runtimes[to].apply(RuntimeInput {
+                    timestamp: self.now,
+                    messages: vec![envelope],
+                    ..RuntimeInput::default()
+                });
+                self.deliver_all(to, out);
+            }
+        } else {
+            self.offline.insert(node);
+        }
+    }
+
+    /// Accounts along consecutive pairs, with credit both ways.
+    fn connect(&mut self, pairs: &[(usize, usize)]) {
+        for &(a, b) in pairs {
+            let (ida, idb) = (self.nodes[a].id, self.nodes[b].id);
+            let open = Command::Submit {
+                entity: ida,
+                txs: vec![
+                    EntityTx::OpenAccount {
+                        peer: idb,
+                        peer_board: self.nodes[b].board.clone(),
+                    },
+                    credit(idb, CREDIT),
+                ],
+            };
+            self.input(a, vec![open]);
+            self.input(
+                b,
+                vec![Command::Submit {
+                    entity: idb,
+                    txs: vec![credit(ida, CREDIT)],
+                }],
+            );
+        }
+    }
+
+    fn route(&self, path: &[usize]) -> Vec<RouteHop> {
+        path.iter()
+            .map(|&i| RouteHop {
+                entity: self.nodes[i].id,
+                key: self.nodes[i].key.public_key(),
+                fee: self.nodes[i].fee,
+            })
+            .collect()
+    }
+
+    /// Starts a payment from `path[0]` along the rest of `path`; returns its hashlock.
+    fn pay(&mut self, path: &[usize], amount: u128, secret: u8) -> Hash {
+        let preimage = Preimage([secret; 32]);
+        let order = PaymentOrder {
+            token: TOKEN,
+            amount,
+            route: self.route(&path[1..]),
+            preimage,
+            seed: [secret.wrapping_add(1); 32],
+        };
+        let from = path[0];
+        self.input(
+            from,
+            vec![Command::Submit {
+                entity: self.nodes[from].id,
+                txs: vec![EntityTx::Pay(Box::new(order))],
+            }],
+        );
+        crate::crypto::keccak256(&preimage.0)
+    }
+
+    fn status(&self, node: usize, hashlock: &Hash) -> PaymentStatus {
+        self.entity(node).payments[hashlock].status.clone()
+    }
+
+    fn entity(&self, node: usize) -> &EntityState {
+        self.runtimes[node]
+            .replica_of(&self.nodes[node].id)
+            .unwrap()
+            .state()
+    }
+
+    /// What a node is worth across its accounts: Δ from its own side.
+    fn worth(&self, node: usize) -> i128 {
+        self.entity(node)
+            .accounts
+            .values()
+            .map(|entry| {
+                let delta = entry.account.state().deltas[&TOKEN].total().unwrap();
+                match entry.account.side() {
+                    Side::Left => delta,
+                    Side::Right => -delta,
+                }
+            })
+            .sum()
+    }
+
+    fn assert_settled(&self) {
+        for (i, node) in self.nodes.iter().enumerate() {
+            let state = self.entity(i);
+            for (peer, entry) in &state.accounts {
+                let j = self.nodes.iter().position(|n| n.id == *peer).unwrap();
+                let theirs = &self.entity(j).accounts[&node.id].account;
+                let ours = &entry.account;
+                assert_eq!(ours.height(), theirs.height(), "{i}-{j}: heights");
+                assert_eq!(
+                    ours.state().hash(),
+                    theirs.state().hash(),
+                    "{i}-{j}: states"
+                );
+                assert!(
+                    ours.pending().is_none() && ours.mempool().is_empty(),
+                    "{i}-{j}: busy"
+                );
+                assert!(ours.state().locks.is_empty(), "{i}-{j}: locks left");
+                assert_eq!(ours.state().total_holds(), 0, "{i}-{j}: holds left");
+                for delta in ours.state().deltas.values() {
+                    assert!(delta.rcpan_holds().unwrap(), "{i}-{j}: RCPAN");
+                }
+            }
+            assert!(
+                state.awaiting.is_empty() && state.origins.is_empty(),
+                "{i}: HTLC books"
+            );
+        }
+    }
+}
+
+fn credit(peer: EntityId, amount: u128) -> EntityTx {
+    EntityTx::Account {
+        peer,
+        tx: AccountTx::SetCreditLimit {
+            token: TOKEN,
+            amount,
+        },
+    }
+}
+
+fn chain(count: usize) -> Vec<(usize, usize)> {
+    (0..count - 1).map(|i| (i, i + 1)).collect()
+}
+
+const FEE: FeePolicy = FeePolicy {
+    base: 2,
+    ppm: 1_000,
+};
+
+#[test]
+fn payments_over_one_to_five_hops_settle_and_pay_every_hop_its_fee() {
+    let mut net = Network::new(6, FEE);
+    net.connect(&chain(6));
+    for hops in 1..=5usize {
+        let path: Vec<usize> = (0..=hops).collect();
+        let before: Vec<i128> = (0..6).map(|i| net.worth(i)).collect();
+        let hashlock = net.pay(&path, 1_000, hops as u8);
+        assert_eq!(
+            net.status(0, &hashlock),
+            PaymentStatus::Succeeded {
+                preimage: [hops as u8; 32]
+            }
+        );
+        let after: Vec<i128> = (0..6).map(|i| net.worth(i)).collect();
+        assert_eq!(after[hops] - before[hops], 1_000, "{hops} hops: receiver");
+        for hop in 1..hops {
+            // Each hop forwards 1,000 plus the later fees and keeps its own: 2 + 0.1%.
+            assert!(
+                after[hop] - before[hop] >= 3,
+                "{hops} hops: hop {hop} earned"
+            );
+        }
+        let fees: i128 = (1..hops).map(|h| after[h] - before[h]).sum();
+        assert_eq!(
+            before[0] - after[0],
+            1_000 + fees,
+            "{hops} hops: sender paid"
+        );
+        net.assert_settled();
+    }
+}
+
+#[test]
+fn a_hop_without_capacity_cancels_back_with_its_name_and_reason() {
+    let mut net = Network::new(4, FEE);
+    net.connect(&chain(4));
+    let hashlock = net.pay(&[0, 1, 2, 3], CREDIT * 3, 7);
+    // Node 0 cannot even lock that much: the failure is its own.
+    assert!(matches!(
+        net.status(0, &hashlock),
+        PaymentStatus::Failed(f) if f.reason == FailReason::NoCapacity && f.hop == net.nodes[0].id
+    ));
+    // Node 2 has spent its capacity toward 3: the next payment fails at node 2.
+    net.pay(&[2, 3], CREDIT - 10, 8);
+    let before: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
+    let hashlock = net.pay(&[0, 1, 2, 3], 500, 9);
+    match net.status(0, &hashlock) {
+        PaymentStatus::Failed(f) => {
+            assert_eq!(f.hop, net.nodes[2].id);
+            assert_eq!(f.reason, FailReason::NoCapacity);
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    let after: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
+    assert_eq!(before, after, "nothing moved");
+    net.assert_settled();
+}
+
+#[test]
+fn a_wrong_route_is_refused_by_the_hop_that_sees_it() {
+    let mut net = Network::new(4, FEE);
+    net.connect(&[(0, 1), (1, 2)]);
+    // Node 1 has no account with node 3.
+    let hashlock = net.pay(&[0, 1, 3], 100, 3);
+    assert!(matches!(
+        net.status(0, &hashlock),
+        PaymentStatus::Failed(f) if f.reason == FailReason::UnknownNextHop && f.hop == net.nodes[1].id
+    ));
+    // A route that asks node 1 to forward for less than its fee.
+    let cheap = FeePolicy { base: 0, ppm: 0 };
+    let mut route = net.route(&[1, 2]);
+    route[0].fee = cheap;
+    let order = PaymentOrder {
+        token: TOKEN,
+        amount: 100,
+        route,
+        preimage: Preimage([4; 32]),
+        seed: [5; 32],
+    };
+    net.input(
+        0,
+        vec![Command::Submit {
+            entity: net.nodes[0].id,
+            txs: vec![EntityTx::Pay(Box::new(order))],
+        }],
+    );
+    let hashlock = crate::crypto::keccak256(&[4; 32]);
+    assert!(matches!(
+        net.status(0, &hashlock),
+        PaymentStatus::Failed(f) if f.reason == FailReason::FeeTooLow
+    ));
+    net.assert_settled();
+}
+
+#[test]
+fn a_receiver_that_never_reveals_lets_every_lock_expire_and_cancel_back() {
+    let mut net = Network::new(4, FEE);
+    net.connect(&chain(4));
+    let before: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
+    // The receiver goes offline as soon as the lock reaches it: its instruction (and reveal)
+    // never leaves.
+    net.offline.insert(3);
+    let hashlock = net.pay(&[0, 1, 2, 3], 300, 5);
+    assert_eq!(net.status(0, &hashlock), PaymentStatus::Pending);
+    // Past every expiry: node 2's lock to 3 is cancelled once 3 answers again (a cancel needs
+    // both signatures); 1 and 0 cancel back as their locks expire.
+    net.tick(crate::entity::FINAL_EXPIRY_MS + 4 * crate::entity::HOP_EXPIRY_MARGIN_MS);
+    net.set_online(3, true);
+    net.tick(1_000);
+    match net.status(0, &hashlock) {
+        PaymentStatus::Failed(f) => assert_eq!(f.reason, FailReason::Expired),
+        other => panic!("expected expiry, got {other:?}"),
+    }
+    let after: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
+    assert_eq!(before, after, "nobody gained or lost");
+    net.assert_settled();
+}
+
+#[test]
+fn a_hop_offline_mid_payment_resolves_when_it_returns() {
+    let mut net = Network::new(4, FEE);
+    net.connect(&chain(4));
+    let before: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
+    net.offline.insert(2);
+    let hashlock = net.pay(&[0, 1, 2, 3], 300, 6);
+    assert_eq!(net.status(0, &hashlock), PaymentStatus::Pending);
+    // Back before any expiry: the payment completes.
+    net.tick(1_000);
+    net.set_online(2, true);
+    net.tick(1_000);
+    assert!(matches!(
+        net.status(0, &hashlock),
+        PaymentStatus::Succeeded { .. }
+    ));
+    let after: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
+    assert_eq!(after[3] - before[3], 300);
+    assert!(
+        after[1] >= before[1] && after[2] >= before[2],
+        "hops did not lose"
+    );
+    net.assert_settled();
+}
+
+#[test]
+fn expiry_at_each_hop_cancels_back_and_no_hop_loses() {
+    for stuck in 1..=3usize {
+        let mut net = Network::new(4, FEE);
+        net.connect(&chain(4));
+        let before: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
+        net.offline.insert(stuck);
+        let hashlock = net.pay(&[0, 1, 2, 3], 200, 10 + stuck as u8);
+        net.tick(crate::entity::FINAL_EXPIRY_MS + 4 * crate::entity::HOP_EXPIRY_MARGIN_MS);
+        net.set_online(stuck, true);
+        net.tick(1_000);
+        net.tick(1_000);
+        assert!(
+            matches!(net.status(0, &hashlock), PaymentStatus::Failed(_)),
+            "stuck at {stuck}: {:?}",
+            net.status(0, &hashlock)
+        );
+        let after: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
+        assert_eq!(before, after, "stuck at {stuck}");
+        net.assert_settled();
+    }
+}
+
+#[test]
+fn payments_crossing_in_both_directions_all_settle() {
+    let mut net = Network::new(4, FEE);
+    net.connect(&chain(4));
+    let before: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
+    // Start both before delivering anything: node 0 and node 3 pay each other across 1 and 2.
+    let mut hashlocks = Vec::new();
+    net.offline.extend([1, 2]);
+    hashlocks.push((0, net.pay(&[0, 1, 2, 3], 400, 21)));
+    hashlocks.push((3, net.pay(&[3, 2, 1, 0], 250, 22)));
+    hashlocks.push((1, net.pay(&[1, 2], 100, 23)));
+    net.set_online(1, true);
+    net.set_online(2, true);
+    net.tick(10);
+    for (from, hashlock) in &hashlocks {
+        assert!(
+            matches!(net.status(*from, hashlock), PaymentStatus::Succeeded { .. }),
+            "{from}: {:?}",
+            net.status(*from, hashlock)
+        );
+    }
+    let after: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
+    assert!(after[2] >= before[2] + 100);
+    net.assert_settled();
+}
