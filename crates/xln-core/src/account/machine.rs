@@ -14,8 +14,12 @@ use std::collections::VecDeque;
 
 /// Most transactions one frame may carry; bounds the work a peer can ask for.
 pub const MAX_FRAME_TXS: usize = 10_000;
-/// How far ahead of our clock a peer's frame timestamp may be, in milliseconds.
-pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
+/// How far a peer's frame timestamp may be from our clock, either way, in milliseconds. A
+/// frame must be fresh: otherwise a peer could backdate the reveal of an HTLC secret to before
+/// its expiry. HTLC hop margins are several times this.
+pub const MAX_CLOCK_SKEW_MS: u64 = 10_000;
+/// After this long without an ACK, a proposer re-stamps its frame so that it stays fresh.
+pub const REFRESH_AFTER_MS: u64 = MAX_CLOCK_SKEW_MS / 2;
 
 /// Why a message from the peer was refused. The account is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,14 +36,14 @@ pub enum AccountError {
     WrongProposer { height: u64 },
     #[error("frame {height} does not follow the last committed frame")]
     WrongPrevHash { height: u64 },
-    #[error("frame {height} has no transactions")]
-    EmptyFrame { height: u64 },
     #[error("frame {height} has {count} transactions, more than {MAX_FRAME_TXS}")]
     TooManyTxs { height: u64, count: usize },
     #[error("frame {height} goes back in time or in chain height")]
     TimeWentBack { height: u64 },
     #[error("frame {height} is stamped in the future")]
     FrameFromFuture { height: u64 },
+    #[error("frame {height} is stamped too far in the past")]
+    FrameTooOld { height: u64 },
     #[error("frame {height}: transaction {index} is invalid: {error}")]
     InvalidTx {
         height: u64,
@@ -80,6 +84,9 @@ pub struct PendingFrame {
     pub frame: Frame,
     pub hash: Hash,
     pub state: AccountState,
+    /// Transactions an earlier version of this frame had that were invalid when it was
+    /// re-stamped; reported as dropped only if this version is the one committed.
+    pub dropped: Vec<(AccountTx, TxError)>,
 }
 
 /// The reply to send the peer, before our entity signs it.
@@ -176,6 +183,9 @@ pub struct Account {
     last: LastFrame,
     mempool: VecDeque<AccountTx>,
     pending: Option<PendingFrame>,
+    /// Earlier versions of the pending frame (before re-stamping): the peer may have committed
+    /// one of them, and its ACK must still be taken.
+    superseded: Vec<PendingFrame>,
     proof: Option<DisputeProof>,
 }
 
@@ -204,6 +214,7 @@ impl Account {
             },
             mempool: VecDeque::new(),
             pending: None,
+            superseded: Vec::new(),
             proof: None,
         })
     }
@@ -274,14 +285,17 @@ impl Account {
             None => None,
         };
         // The proposal must follow the state after the ACK in the same message.
-        let base = match (&acked, &self.pending) {
-            (Some(_), Some(pending)) => Base {
+        let acked_version = acked
+            .as_ref()
+            .and_then(|(version, _)| self.version(*version));
+        let base = match acked_version {
+            Some(pending) => Base {
                 state: &pending.state,
                 height: pending.frame.height,
                 last: LastFrame::of(&pending.frame, pending.hash),
                 pending: false,
             },
-            _ => Base {
+            None => Base {
                 state: &self.state,
                 height: self.height,
                 last: self.last.clone(),
@@ -301,8 +315,8 @@ impl Account {
         }
 
         let mut step = Step::default();
-        if let Some(peer_signature) = acked {
-            self.commit_own(peer_signature, &mut step);
+        if let Some((version, peer_signature)) = acked {
+            self.commit_own(version, peer_signature, &mut step);
         }
         if let (Some(proposal), Some(check)) = (&message.proposal, check) {
             match check {
@@ -317,34 +331,64 @@ impl Account {
         Ok(step)
     }
 
+    /// The version of our pending frame: `None` the current one, `Some(i)` a superseded one.
+    fn version(&self, version: Option<usize>) -> Option<&PendingFrame> {
+        match version {
+            None => self.pending.as_ref(),
+            Some(i) => self.superseded.get(i),
+        }
+    }
+
     fn check_ack(
         &self,
         ack: &FrameAck,
         peer_board: &Board,
-    ) -> Result<Option<QuorumSignature>, AccountError> {
+    ) -> Result<Option<(Option<usize>, QuorumSignature)>, AccountError> {
         let height = ack.height;
-        match &self.pending {
-            Some(pending) if pending.frame.height == height => {
-                if pending.hash != ack.frame_hash {
-                    return Err(AccountError::AckMismatch { height });
-                }
-                peer_board
-                    .verify_quorum(&pending.hash, &ack.signature)
-                    .map_err(|error| AccountError::BadSignature { height, error })?;
-                Ok(Some(ack.signature.clone()))
+        let Some(pending) = self.pending.as_ref().filter(|p| p.frame.height == height) else {
+            if height <= self.height {
+                // A duplicate of an ACK already applied: nothing to do.
+                return Ok(None);
             }
-            // A duplicate of an ACK already applied: nothing to do.
-            _ if height <= self.height => Ok(None),
-            _ => Err(AccountError::UnexpectedAck { height }),
-        }
+            return Err(AccountError::UnexpectedAck { height });
+        };
+        let version = if pending.hash == ack.frame_hash {
+            None
+        } else {
+            let i = self
+                .superseded
+                .iter()
+                .position(|p| p.hash == ack.frame_hash)
+                .ok_or(AccountError::AckMismatch { height })?;
+            Some(i)
+        };
+        peer_board
+            .verify_quorum(&ack.frame_hash, &ack.signature)
+            .map_err(|error| AccountError::BadSignature { height, error })?;
+        Ok(Some((version, ack.signature.clone())))
     }
 
-    fn commit_own(&mut self, peer_signature: QuorumSignature, step: &mut Step) {
-        let Some(pending) = self.pending.take() else {
+    fn commit_own(
+        &mut self,
+        version: Option<usize>,
+        peer_signature: QuorumSignature,
+        step: &mut Step,
+    ) {
+        let current = self.pending.take();
+        let mut superseded = std::mem::take(&mut self.superseded);
+        let committed = match version {
+            None => current,
+            Some(i) if i < superseded.len() => Some(superseded.swap_remove(i)),
+            Some(_) => None,
+        };
+        let Some(pending) = committed else {
             return;
         };
         let header = pending.frame.header();
         self.commit(pending.state, &pending.frame, pending.hash, step);
+        for (tx, error) in pending.dropped {
+            step.events.push(AccountEvent::TxDropped { tx, error });
+        }
         self.proof = Some(DisputeProof {
             header,
             peer_signature,
@@ -354,7 +398,13 @@ impl Account {
     fn commit_peer(&mut self, proposal: &SignedFrame, accepted: Accepted, step: &mut Step) {
         if let Some(pending) = self.pending.take() {
             // We are RIGHT and lost the collision: our transactions go back to the front.
-            let txs = pending.frame.txs;
+            self.superseded.clear();
+            let txs: Vec<AccountTx> = pending
+                .frame
+                .txs
+                .into_iter()
+                .chain(pending.dropped.into_iter().map(|(tx, _)| tx))
+                .collect();
             step.events.push(AccountEvent::OwnFrameRequeued {
                 height: pending.frame.height,
                 txs: txs.len(),
@@ -398,11 +448,10 @@ impl Account {
             return Err(AccountError::WrongProposer { height });
         }
         if height <= base.height {
-            let hash = frame.hash(&self.key);
-            if height == base.height && hash == base.last.hash && base.last.by_left == peer_is_left
-            {
-                // The peer did not get our ACK and resent its frame: ACK it again.
-                return Ok(ProposalCheck::AckAgain(height, hash));
+            if height == base.height && base.last.by_left == peer_is_left {
+                // The peer did not get our ACK and resent its frame, or re-stamped it: ACK
+                // again the version we committed.
+                return Ok(ProposalCheck::AckAgain(height, base.last.hash));
             }
             return Err(AccountError::StaleFrame {
                 height,
@@ -422,9 +471,6 @@ impl Account {
         if frame.prev_frame_hash != base.last.hash {
             return Err(AccountError::WrongPrevHash { height });
         }
-        if frame.txs.is_empty() {
-            return Err(AccountError::EmptyFrame { height });
-        }
         if frame.txs.len() > MAX_FRAME_TXS {
             return Err(AccountError::TooManyTxs {
                 height,
@@ -436,6 +482,9 @@ impl Account {
         }
         if frame.timestamp > clock.timestamp.saturating_add(MAX_CLOCK_SKEW_MS) {
             return Err(AccountError::FrameFromFuture { height });
+        }
+        if frame.timestamp.saturating_add(MAX_CLOCK_SKEW_MS) < clock.timestamp {
+            return Err(AccountError::FrameTooOld { height });
         }
         let hash = frame.hash(&self.key);
         peer_board
@@ -502,7 +551,68 @@ impl Account {
             step.reply.ack = Some((self.height, self.last.hash));
         }
         step.reply.proposal = Some((frame.clone(), hash));
-        self.pending = Some(PendingFrame { frame, hash, state });
+        self.pending = Some(PendingFrame {
+            frame,
+            hash,
+            state,
+            dropped: Vec::new(),
+        });
+    }
+
+    /// Whether our frame in flight is old enough to be re-stamped.
+    pub fn needs_refresh(&self, clock: Clock) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|p| p.frame.timestamp.saturating_add(REFRESH_AFTER_MS) <= clock.timestamp)
+    }
+
+    /// Re-stamps our unacknowledged frame with `clock`, so that the peer, which refuses stale
+    /// frames, can still take it. The old version stays valid for an ACK already on its way.
+    /// Transactions that are no longer valid leave the new version (and are reported dropped
+    /// if it is the one committed), which may so be left with none.
+    pub fn refresh(&mut self, clock: Clock) -> Step {
+        let mut step = Step::default();
+        if !self.needs_refresh(clock) {
+            return step;
+        }
+        let Some(old) = self.pending.as_ref() else {
+            return step;
+        };
+        let side = self.side();
+        let frame_clock = Clock {
+            timestamp: clock.timestamp.max(self.last.timestamp),
+            j_height: clock.j_height.max(self.last.j_height),
+        };
+        let mut state = self.state.clone();
+        let mut txs = Vec::new();
+        let mut dropped = old.dropped.clone();
+        for tx in &old.frame.txs {
+            match state.apply(tx, side, frame_clock) {
+                Ok(()) => txs.push(tx.clone()),
+                Err(error) => dropped.push((tx.clone(), error)),
+            }
+        }
+        let frame = Frame {
+            timestamp: frame_clock.timestamp,
+            j_height: frame_clock.j_height,
+            txs,
+            state_hash: state.hash(),
+            ..old.frame.clone()
+        };
+        let hash = frame.hash(&self.key);
+        if self.height > 0 && self.last.by_left == (side == Side::Right) {
+            step.reply.ack = Some((self.height, self.last.hash));
+        }
+        step.reply.proposal = Some((frame.clone(), hash));
+        if let Some(old) = self.pending.replace(PendingFrame {
+            frame,
+            hash,
+            state,
+            dropped,
+        }) {
+            self.superseded.push(old);
+        }
+        step
     }
 }
 

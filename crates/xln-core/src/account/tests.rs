@@ -373,11 +373,6 @@ fn bad_frames_are_refused_and_change_nothing() {
             |e| matches!(e, AccountError::WrongProposer { .. }),
         ),
         (
-            "no transactions",
-            pair.forged_left_proposal(vec![], |_| {}, &left_key),
-            |e| matches!(e, AccountError::EmptyFrame { .. }),
-        ),
-        (
             "breaks RCPAN",
             pair.forged_left_proposal(pay(101), |_| {}, &left_key),
             |e| {
@@ -504,6 +499,102 @@ fn account_state_round_trips_through_the_codec() {
     let back: Account = crate::codec::decode("account", &bytes).unwrap();
     assert_eq!(back, pair.left.account);
     assert!(crate::codec::decode::<Account>("account", &bytes[..bytes.len() - 1]).is_err());
+}
+
+// ---- fresh frames ----
+
+#[test]
+fn a_stale_frame_is_refused_then_refreshed_and_committed() {
+    let mut pair = Pair::new();
+    pair.extend_credit(false, 100);
+    pair.left.account.enqueue(AccountTx::DirectPayment {
+        token: TOKEN,
+        amount: 7,
+    });
+    let late = pair.flush(true).0.unwrap();
+    pair.clock.timestamp += MAX_CLOCK_SKEW_MS + 1;
+    let before = pair.right.account.clone();
+    assert!(matches!(
+        pair.deliver(false, &late),
+        Err(AccountError::FrameTooOld { .. })
+    ));
+    assert_eq!(pair.right.account, before);
+
+    let clock = pair.clock;
+    assert!(pair.left.account.needs_refresh(clock));
+    let step = pair.left.account.refresh(clock);
+    let fresh = pair.left.sign(step.reply).unwrap();
+    assert_eq!(
+        fresh.proposal.as_ref().unwrap().frame.timestamp,
+        clock.timestamp
+    );
+    pair.settle(fresh, false);
+    pair.assert_in_sync();
+    assert_eq!(pair.offdelta(), -7);
+}
+
+#[test]
+fn a_refreshed_frame_takes_the_ack_of_the_version_the_peer_committed() {
+    let mut pair = Pair::new();
+    pair.extend_credit(false, 100);
+    pair.left.account.enqueue(AccountTx::DirectPayment {
+        token: TOKEN,
+        amount: 9,
+    });
+    let first = pair.flush(true).0.unwrap();
+    // RIGHT commits the first version; its ACK is lost.
+    let (_lost_ack, _) = pair.deliver(false, &first).unwrap();
+    pair.clock.timestamp += REFRESH_AFTER_MS;
+    let clock = pair.clock;
+    let reply = pair.left.account.refresh(clock).reply;
+    let second = pair.left.sign(reply).unwrap();
+    assert_ne!(second.proposal, first.proposal);
+    // RIGHT answers the new version with the ACK of the one it committed.
+    let (ack, _) = pair.deliver(false, &second).unwrap();
+    let ack = ack.unwrap();
+    let first_hash = first
+        .proposal
+        .as_ref()
+        .unwrap()
+        .frame
+        .hash(pair.left.account.key());
+    assert_eq!(ack.ack.as_ref().unwrap().frame_hash, first_hash);
+    pair.deliver(true, &ack).unwrap();
+    pair.assert_in_sync();
+    assert_eq!(pair.offdelta(), -9);
+}
+
+#[test]
+fn a_refresh_drops_what_expired_and_reports_it_when_committed() {
+    let mut pair = Pair::new();
+    pair.extend_credit(false, 100);
+    let expiry = pair.clock.timestamp + REFRESH_AFTER_MS;
+    pair.left.account.enqueue(AccountTx::HtlcLock {
+        lock_id: 2,
+        hashlock: keccak256(&[1; 32]),
+        token: TOKEN,
+        amount: 10,
+        expires_at_ms: expiry,
+        reveal_before_j_height: 100,
+        payload: vec![],
+    });
+    let _never_delivered = pair.flush(true).0.unwrap();
+    pair.clock.timestamp = expiry;
+    let clock = pair.clock;
+    let step = pair.left.account.refresh(clock);
+    let fresh = pair.left.sign(step.reply).unwrap();
+    assert!(fresh.proposal.as_ref().unwrap().frame.txs.is_empty());
+    let (ack, _) = pair.deliver(false, &fresh).unwrap();
+    let (_, events) = pair.deliver(true, &ack.unwrap()).unwrap();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        AccountEvent::TxDropped {
+            error: TxError::ExpiryInPast,
+            ..
+        }
+    )));
+    pair.assert_in_sync();
+    assert!(pair.left.account.state().locks.is_empty());
 }
 
 // ---- HTLCs ----

@@ -315,8 +315,9 @@ impl EntityReplica {
         outputs
     }
 
-    /// What only the proposer can do: decrypt the onions of incoming locks (with its key) and
-    /// notice locks past expiry. Both become transactions every member checks.
+    /// What only the proposer can do: decrypt the onions of incoming locks (with its key),
+    /// notice locks past expiry and account frames waiting too long. Each becomes a
+    /// transaction every member checks.
     fn queue_own_duties(&mut self, key: &SignerKey, now: u64) {
         let awaiting: Vec<((EntityId, u64), Vec<u8>)> = self
             .state
@@ -340,6 +341,9 @@ impl EntityReplica {
             && !self.state.expired_outgoing(clock).is_empty()
         {
             self.mempool.push(EntityTx::CancelExpired);
+        }
+        if !self.mempool.contains(&EntityTx::RefreshFrames) && self.state.needs_refresh(clock) {
+            self.mempool.push(EntityTx::RefreshFrames);
         }
     }
 

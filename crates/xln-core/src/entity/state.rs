@@ -38,6 +38,8 @@ pub enum EntityTx {
     },
     /// Cancel our locks that passed their expiry.
     CancelExpired,
+    /// Re-stamp our account frames that waited too long for an ACK.
+    RefreshFrames,
     /// What we charge to forward a payment.
     SetFees(FeePolicy),
 }
@@ -67,6 +69,8 @@ pub enum EntityTxError {
     NotAwaiting { peer: EntityId, lock_id: u64 },
     #[error("no lock has expired")]
     NothingExpired,
+    #[error("no account frame needs re-stamping")]
+    NothingToRefresh,
 }
 
 /// What an entity did, for the console and the tests.
@@ -233,6 +237,7 @@ impl EntityState {
                 instruction,
             } => self.follow_instruction(*peer, *lock_id, instruction.as_deref(), outcome)?,
             EntityTx::CancelExpired => self.cancel_expired(outcome)?,
+            EntityTx::RefreshFrames => self.refresh_frames(outcome)?,
             EntityTx::SetFees(fees) => self.fees = *fees,
         }
         Ok(())
@@ -307,6 +312,34 @@ impl EntityState {
                 reply: step.reply,
             });
         }
+    }
+
+    /// Whether any of our account frames waits too long for an ACK.
+    pub fn needs_refresh(&self, clock: Clock) -> bool {
+        self.accounts
+            .values()
+            .any(|entry| entry.account.needs_refresh(clock))
+    }
+
+    fn refresh_frames(&mut self, outcome: &mut Outcome) -> Result<(), EntityTxError> {
+        let clock = self.clock();
+        if !self.needs_refresh(clock) {
+            return Err(EntityTxError::NothingToRefresh);
+        }
+        let mut steps = Vec::new();
+        for (peer, entry) in &mut self.accounts {
+            if entry.account.needs_refresh(clock) {
+                steps.push((
+                    *peer,
+                    entry.peer_board.clone(),
+                    entry.account.refresh(clock),
+                ));
+            }
+        }
+        for (peer, board, step) in steps {
+            self.push_step(peer, &board, step, outcome);
+        }
+        Ok(())
     }
 
     /// Proposes account frames for every account with queued transactions: the last step of

@@ -214,6 +214,7 @@ impl Runtime {
             }
             // A committed frame can give the proposer new duties (an onion to open), so
             // propose until no replica has anything left to propose.
+            deliveries += 1;
             if !self.propose_all(&mut run) && run.queue.is_empty() {
                 return run.out;
             }

@@ -30,6 +30,10 @@ struct Network {
     offline: BTreeSet<usize>,
     held: Vec<Envelope>,
     events: Vec<(usize, RuntimeEvent)>,
+    /// A node whose reveals of preimages are held back (it ACKs locks but does not reveal),
+    /// and the messages so held.
+    withholding: Option<usize>,
+    withheld: Vec<Envelope>,
 }
 
 impl Network {
@@ -41,6 +45,8 @@ impl Network {
             offline: BTreeSet::new(),
             held: Vec::new(),
             events: Vec::new(),
+            withholding: None,
+            withheld: Vec::new(),
         };
         for i in 0..count {
             let key = SignerKey::from_bytes(&[i as u8 + 40; 32]).unwrap();
@@ -112,7 +118,42 @@ impl Network {
             }
             self.events.push((at, event));
         }
-        queue.extend(out.messages);
+        for message in out.messages {
+            if let Some(message) = self.withhold(at, message) {
+                queue.push(message);
+            }
+        }
+    }
+
+    /// Strips a reveal from what the withholding node sends, keeping it for later.
+    fn withhold(&mut self, at: usize, mut message: Envelope) -> Option<Envelope> {
+        if self.withholding != Some(at) {
+            return Some(message);
+        }
+        let Payload::Account { message: inner, .. } = &mut message.payload else {
+            return Some(message);
+        };
+        let reveals = inner.proposal.as_ref().is_some_and(|p| {
+            p.frame.txs.iter().any(|tx| {
+                matches!(
+                    tx,
+                    AccountTx::HtlcResolve {
+                        resolution: crate::account::HtlcResolution::Secret(_),
+                        ..
+                    }
+                )
+            })
+        });
+        if !reveals {
+            return Some(message);
+        }
+        self.withheld.push(message.clone());
+        if let Payload::Account { message: inner, .. } = &mut message.payload {
+            inner.proposal = None;
+            // Nothing left to send without the reveal.
+            inner.ack.as_ref()?;
+        }
+        Some(message)
     }
 
     /// Time passes; every online node gets a tick (and so cancels what expired).
@@ -395,6 +436,39 @@ fn a_receiver_that_never_reveals_lets_every_lock_expire_and_cancel_back() {
     }
     let after: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
     assert_eq!(before, after, "nobody gained or lost");
+    net.assert_settled();
+}
+
+#[test]
+fn a_receiver_that_reveals_only_after_expiry_gets_nothing_and_no_hop_loses() {
+    let mut net = Network::new(4, FEE);
+    net.connect(&chain(4));
+    let before: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
+    net.withholding = Some(3);
+    let hashlock = net.pay(&[0, 1, 2, 3], 300, 31);
+    assert_eq!(net.status(0, &hashlock), PaymentStatus::Pending);
+    assert_eq!(net.withheld.len(), 1, "the receiver held its reveal back");
+    // Past the expiry of node 2's incoming lock too, before anyone cancelled, the receiver
+    // sends the reveal it kept, stamped before the expiry. Were node 2 to take it, it would pay
+    // the receiver and be too late to claim from node 1; it refuses it as stale.
+    net.now += crate::entity::FINAL_EXPIRY_MS + crate::entity::HOP_EXPIRY_MARGIN_MS + 1;
+    let withheld = std::mem::take(&mut net.withheld);
+    net.withholding = None;
+    for envelope in withheld {
+        let to = net.host(&envelope.to);
+        let out = net.runtimes[to].apply(RuntimeInput {
+            timestamp: net.now,
+            messages: vec![envelope],
+            ..RuntimeInput::default()
+        });
+        net.deliver_all(to, out);
+    }
+    for _ in 0..4 {
+        net.tick(crate::entity::HOP_EXPIRY_MARGIN_MS);
+    }
+    assert!(matches!(net.status(0, &hashlock), PaymentStatus::Failed(_)));
+    let after: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
+    assert_eq!(before, after, "the late reveal moved nothing");
     net.assert_settled();
 }
 
