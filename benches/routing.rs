@@ -107,6 +107,10 @@ fn network(rng: &mut Rng) -> Network {
         });
     }
 
+    // Routing never opens onions: one key serves every profile here.
+    let onion_key = xln_core::crypto::SignerKey::from_bytes(&[9; 32])
+        .expect("a valid key")
+        .public_key();
     let profiles = boards
         .into_iter()
         .zip(accounts)
@@ -122,6 +126,7 @@ fn network(rng: &mut Rng) -> Network {
             Profile {
                 entity_id: ids[i],
                 board,
+                onion_key,
                 name: format!("entity {i}"),
                 endpoint: String::new(),
                 is_hub,

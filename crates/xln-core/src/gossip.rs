@@ -12,7 +12,7 @@
 use crate::account::MAX_CLOCK_SKEW_MS;
 use crate::board::{Board, EntityId, QuorumError, QuorumSignature};
 use crate::codec::{Packed, hash_of, tag};
-use crate::crypto::Hash;
+use crate::crypto::{Hash, PublicKey};
 use crate::delta::TokenId;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
@@ -45,6 +45,8 @@ pub struct Profile {
     /// The entity's board, which signs the profile. Its hash must be `entity_id`: only lazy
     /// entities can be checked without the chain (a registered entity's board lives there).
     pub board: Board,
+    /// The key onion layers for this entity are sealed to (its proposer's signer key).
+    pub onion_key: PublicKey,
     pub name: String,
     pub endpoint: String,
     pub is_hub: bool,
@@ -362,6 +364,7 @@ mod tests {
         Profile {
             entity_id: board.lazy_entity_id(),
             board,
+            onion_key: key(1).public_key(),
             name: "hub".into(),
             endpoint: "wss://hub.example:8443".into(),
             is_hub: true,

@@ -259,6 +259,8 @@ pub struct Route {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
+    #[error("no profile gives the onion key of {0}")]
+    NoProfile(EntityId),
     #[error("the amount to route is zero")]
     ZeroAmount,
     #[error("sender and receiver are the same entity")]
@@ -569,6 +571,9 @@ mod tests {
             entity_id: id(n),
             // Routing trusts the store to have checked boards; any board will do here.
             board: Board::single(Address([n; 20])),
+            onion_key: crate::crypto::SignerKey::from_bytes(&[9; 32])
+                .unwrap()
+                .public_key(),
             name: format!("node {n}"),
             endpoint: String::new(),
             is_hub: true,

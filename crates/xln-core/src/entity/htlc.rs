@@ -15,8 +15,9 @@ use crate::account::{
 use crate::board::EntityId;
 use crate::crypto::{Hash, PublicKey, keccak256};
 use crate::delta::{Side, TokenId};
+use crate::gossip::ProfileStore;
 use crate::onion::{self, HopInstruction, Preimage};
-use crate::routing::FeePolicy;
+use crate::routing::{FeePolicy, Route, RouteError};
 use serde::{Deserialize, Serialize};
 
 /// How long the receiver's lock lives, and how much longer each earlier hop's lock lives.
@@ -35,6 +36,30 @@ pub struct RouteHop {
     pub entity: EntityId,
     pub key: PublicKey,
     pub fee: FeePolicy,
+}
+
+impl RouteHop {
+    /// The hops of `route` after the sender, with the onion keys and fees their profiles
+    /// publish. Every hop needs a profile: its layer is sealed to the key in it.
+    pub fn from_route(route: &Route, profiles: &ProfileStore) -> Result<Vec<RouteHop>, RouteError> {
+        route
+            .hops
+            .iter()
+            .skip(1)
+            .map(|entity| {
+                let profile = profiles.get(entity).ok_or(RouteError::NoProfile(*entity))?;
+                let profile = &profile.profile;
+                Ok(RouteHop {
+                    entity: *entity,
+                    key: profile.onion_key,
+                    fee: FeePolicy {
+                        base: profile.fee_base,
+                        ppm: profile.fee_ppm,
+                    },
+                })
+            })
+            .collect()
+    }
 }
 
 /// A payment to start: `route` lists the hops after us, the receiver last. The preimage and

@@ -353,6 +353,86 @@ fn payments_over_one_to_five_hops_settle_and_pay_every_hop_its_fee() {
     }
 }
 
+/// Each node's signed profile, with its real account capacities.
+fn profiles(net: &Network) -> crate::gossip::ProfileStore {
+    use crate::board::QuorumSignature;
+    use crate::gossip::{Profile, ProfileAccount, ProfileStore, SignedProfile};
+    let mut store = ProfileStore::new();
+    for (i, node) in net.nodes.iter().enumerate() {
+        let accounts = net
+            .entity(i)
+            .accounts
+            .iter()
+            .map(|(peer, entry)| {
+                let caps = entry
+                    .account
+                    .state()
+                    .capacities(TOKEN, entry.account.side())
+                    .unwrap();
+                ProfileAccount {
+                    peer: *peer,
+                    token: TOKEN,
+                    out_capacity: caps.out_capacity,
+                    in_capacity: caps.in_capacity,
+                }
+            })
+            .collect();
+        let profile = Profile {
+            entity_id: node.id,
+            board: node.board.clone(),
+            onion_key: node.key.public_key(),
+            name: format!("node {i}"),
+            endpoint: String::new(),
+            is_hub: true,
+            fee_base: node.fee.base,
+            fee_ppm: node.fee.ppm,
+            accounts,
+            updated_at: net.now,
+        };
+        let signature = QuorumSignature(vec![node.key.sign(&profile.digest())]);
+        store
+            .merge(SignedProfile { profile, signature }, net.now)
+            .unwrap();
+    }
+    store
+}
+
+#[test]
+fn a_route_found_over_gossiped_profiles_carries_the_payment() {
+    use crate::routing::{Graph, find_routes};
+    let mut net = Network::new(5, FEE);
+    // Two paths from 0 to 4: through 1 and 2, or through 3 alone.
+    net.connect(&[(0, 1), (1, 2), (2, 4), (0, 3), (3, 4)]);
+    let store = profiles(&net);
+    let graph = Graph::from_profiles(store.profiles());
+    let routes = find_routes(&graph, &net.nodes[0].id, &net.nodes[4].id, TOKEN, 2_000, 2).unwrap();
+    assert_eq!(routes.len(), 2);
+    assert_eq!(routes[0].hops.len(), 3, "the one-hub route is cheaper");
+    let route = &routes[0];
+    let hops = RouteHop::from_route(route, &store).unwrap();
+    let before = net.worth(4);
+    let order = PaymentOrder {
+        token: TOKEN,
+        amount: 2_000,
+        route: hops,
+        preimage: Preimage([77; 32]),
+        seed: [78; 32],
+    };
+    net.input(
+        0,
+        vec![Command::Submit {
+            entity: net.nodes[0].id,
+            txs: vec![EntityTx::Pay(Box::new(order))],
+        }],
+    );
+    let hashlock = crate::crypto::keccak256(&[77; 32]);
+    let payment = net.entity(0).payments[&hashlock].clone();
+    assert!(matches!(payment.status, PaymentStatus::Succeeded { .. }));
+    assert_eq!(payment.sent, route.amounts[0], "the fee routing predicted");
+    assert_eq!(net.worth(4) - before, 2_000);
+    net.assert_settled();
+}
+
 #[test]
 fn a_hop_without_capacity_cancels_back_with_its_name_and_reason() {
     let mut net = Network::new(4, FEE);
