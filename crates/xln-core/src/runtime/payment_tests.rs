@@ -495,6 +495,102 @@ fn a_wrong_route_is_refused_by_the_hop_that_sees_it() {
     net.assert_settled();
 }
 
+/// The `ForwardRefused` reasons node `at` reported.
+fn refusals(net: &Network, at: usize) -> Vec<FailReason> {
+    net.events
+        .iter()
+        .filter_map(|(node, event)| match event {
+            RuntimeEvent::Entity {
+                event: crate::entity::EntityEvent::ForwardRefused { failure, .. },
+                ..
+            } if *node == at => Some(failure.reason),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn onions_that_do_not_open_or_ask_too_much_are_refused_and_nothing_moves() {
+    let mut net = Network::new(3, FEE);
+    net.connect(&chain(3));
+    let before: Vec<i128> = (0..3).map(|i| net.worth(i)).collect();
+
+    // A route that names the wrong key for node 1: its layer does not open.
+    let mut route = net.route(&[1, 2]);
+    route[0].key = net.nodes[2].key.public_key();
+    let order = PaymentOrder {
+        token: TOKEN,
+        amount: 100,
+        route,
+        preimage: Preimage([51; 32]),
+        seed: [52; 32],
+    };
+    net.input(
+        0,
+        vec![Command::Submit {
+            entity: net.nodes[0].id,
+            txs: vec![EntityTx::Pay(Box::new(order))],
+        }],
+    );
+    let hashlock = crate::crypto::keccak256(&[51; 32]);
+    assert!(matches!(
+        net.status(0, &hashlock),
+        PaymentStatus::Failed(f) if f.reason == FailReason::BadOnion && f.hop == net.nodes[1].id
+    ));
+
+    // A hand-made lock of 100 whose onion asks node 1 to forward 150; and one whose final
+    // instruction carries a preimage that does not match.
+    let forward_too_much = crate::onion::HopInstruction::Forward {
+        next: net.nodes[2].id,
+        amount: 150,
+        expires_at_ms: net.now + 60_000,
+        reveal_before_j_height: 30,
+        payload: vec![],
+    };
+    let wrong_preimage = crate::onion::HopInstruction::Final {
+        preimage: Preimage([1; 32]),
+        amount: 100,
+    };
+    for (lock_id, instruction) in [(100u64, forward_too_much), (102, wrong_preimage)] {
+        let payload =
+            crate::onion::seal(&net.nodes[1].key.public_key(), &instruction, &[60; 32]).unwrap();
+        let lock = AccountTx::HtlcLock {
+            lock_id: if net.nodes[0].id < net.nodes[1].id {
+                lock_id
+            } else {
+                lock_id + 1
+            },
+            hashlock: crate::crypto::keccak256(&[61; 32]),
+            token: TOKEN,
+            amount: 100,
+            expires_at_ms: net.now + 200_000,
+            reveal_before_j_height: 100,
+            payload,
+        };
+        net.input(
+            0,
+            vec![Command::Submit {
+                entity: net.nodes[0].id,
+                txs: vec![EntityTx::Account {
+                    peer: net.nodes[1].id,
+                    tx: lock,
+                }],
+            }],
+        );
+    }
+    assert_eq!(
+        refusals(&net, 1),
+        vec![
+            FailReason::BadOnion,
+            FailReason::WrongAmount,
+            FailReason::WrongPreimage
+        ]
+    );
+    let after: Vec<i128> = (0..3).map(|i| net.worth(i)).collect();
+    assert_eq!(before, after, "nothing moved");
+    net.assert_settled();
+}
+
 #[test]
 fn a_receiver_that_never_reveals_lets_every_lock_expire_and_cancel_back() {
     let mut net = Network::new(4, FEE);
