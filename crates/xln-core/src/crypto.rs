@@ -69,8 +69,10 @@ impl SignerKey {
 
     /// The x coordinate of the ECDH shared point with `peer`.
     pub(crate) fn shared_secret(&self, peer: &PublicKey) -> [u8; 32] {
-        let shared =
-            k256::ecdh::diffie_hellman(self.key.as_nonzero_scalar(), peer.verifying_key().as_affine());
+        let shared = k256::ecdh::diffie_hellman(
+            self.key.as_nonzero_scalar(),
+            peer.verifying_key().as_affine(),
+        );
         let mut out = [0u8; 32];
         out.copy_from_slice(shared.raw_secret_bytes());
         out

@@ -3,16 +3,21 @@
 //! hop and its own amounts, and nothing else of the route.
 //!
 //! A layer is `ephemeral public key (33 bytes) ‖ ChaCha20-Poly1305(instruction)`, keyed by
-//! keccak of the ECDH secret between the ephemeral key and the hop's key. Every layer has its
-//! own ephemeral key (derived by the sender from its random seed), so the zero nonce is never
-//! used twice with one key.
+//! keccak of the ECDH secret between the ephemeral key and the hop's key, the two public keys
+//! and the payment's hashlock. The sender derives one ephemeral key per hop from its session
+//! seed, so that both ends can keep the ECDH secret of a (session, hop) pair and a layer then
+//! costs an AEAD instead of a scalar multiplication. The hashlock (unique per payment, and a
+//! hop appears once per route) makes every layer key distinct, so the zero nonce is never used
+//! twice with one key. A hop can tell that two payments came through the same session; the
+//! node rotates its session seed to bound that.
 
 use crate::board::EntityId;
 use crate::codec::{Packed, decode, encode, tag};
-use crate::crypto::{PublicKey, SignerKey, keccak256};
+use crate::crypto::{Hash, PublicKey, SignerKey};
 use chacha20poly1305::aead::Aead;
 use chacha20poly1305::{ChaCha20Poly1305, Key, KeyInit, Nonce};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A payment's secret before it is revealed. Its `Debug` never shows it.
 #[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,69 +61,146 @@ pub enum OnionError {
 
 const KEY_BYTES: usize = 33;
 const TAG_BYTES: usize = 16;
+/// Entries a cache keeps before it starts over.
+const CACHE_LIMIT: usize = 16_384;
 
-fn layer_key(shared: &[u8; 32], ephemeral: &PublicKey, recipient: &PublicKey) -> Key {
+/// (ephemeral secret, recipient key) → (ephemeral public key, ECDH secret).
+type SealingCache = BTreeMap<([u8; 32], [u8; 33]), ([u8; 33], [u8; 32])>;
+
+/// ECDH secrets already computed: by (ephemeral secret, recipient) for sealing, by ephemeral
+/// public key for opening. A cache, not state: it never changes a result, so it compares equal
+/// to any other and is never serialized.
+#[derive(Clone, Default)]
+pub struct OnionCache {
+    sealing: SealingCache,
+    opening: BTreeMap<[u8; 33], [u8; 32]>,
+}
+
+impl PartialEq for OnionCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for OnionCache {}
+
+impl std::fmt::Debug for OnionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "OnionCache({} + {})",
+            self.sealing.len(),
+            self.opening.len()
+        )
+    }
+}
+
+impl OnionCache {
+    fn bound(&mut self) {
+        if self.sealing.len() > CACHE_LIMIT {
+            self.sealing.clear();
+        }
+        if self.opening.len() > CACHE_LIMIT {
+            self.opening.clear();
+        }
+    }
+}
+
+fn layer_key(
+    shared: &[u8; 32],
+    ephemeral: &[u8; 33],
+    recipient: &[u8; 33],
+    hashlock: &Hash,
+) -> Key {
     let digest = Packed::new()
         .bytes32(&tag("xln.onion.v1").0)
         .bytes32(shared)
-        .bytes33(&ephemeral.to_bytes())
-        .bytes33(&recipient.to_bytes())
+        .bytes33(ephemeral)
+        .bytes33(recipient)
+        .bytes32(&hashlock.0)
         .hash();
     Key::from(digest.0)
 }
 
-/// Encrypts `instruction` to `recipient` with the one-time key `ephemeral_secret`.
+/// Encrypts `instruction` to `recipient` for the payment `hashlock`, with the ephemeral key
+/// `ephemeral_secret` (see [`session_secret`]).
 pub fn seal(
     recipient: &PublicKey,
     instruction: &HopInstruction,
     ephemeral_secret: &[u8; 32],
+    hashlock: &Hash,
+    cache: &mut OnionCache,
 ) -> Result<Vec<u8>, OnionError> {
-    let ephemeral = SignerKey::from_bytes(ephemeral_secret).map_err(|_| OnionError::BadSeed)?;
-    let ephemeral_public = ephemeral.public_key();
-    let key = layer_key(
-        &ephemeral.shared_secret(recipient),
-        &ephemeral_public,
-        recipient,
-    );
+    let recipient_bytes = recipient.to_bytes();
+    let cache_key = (*ephemeral_secret, recipient_bytes);
+    let (ephemeral_public, shared) = match cache.sealing.get(&cache_key) {
+        Some(known) => *known,
+        None => {
+            let ephemeral =
+                SignerKey::from_bytes(ephemeral_secret).map_err(|_| OnionError::BadSeed)?;
+            let computed = (
+                ephemeral.public_key().to_bytes(),
+                ephemeral.shared_secret(recipient),
+            );
+            cache.bound();
+            cache.sealing.insert(cache_key, computed);
+            computed
+        }
+    };
+    let key = layer_key(&shared, &ephemeral_public, &recipient_bytes, hashlock);
     let ciphertext = ChaCha20Poly1305::new(&key)
         .encrypt(&Nonce::default(), encode(instruction).as_slice())
         .map_err(|_| OnionError::Undecryptable)?;
     let mut layer = Vec::with_capacity(KEY_BYTES + ciphertext.len());
-    layer.extend_from_slice(&ephemeral_public.to_bytes());
+    layer.extend_from_slice(&ephemeral_public);
     layer.extend_from_slice(&ciphertext);
     Ok(layer)
 }
 
-/// Decrypts the layer meant for the holder of `key`.
-pub fn open(key: &SignerKey, layer: &[u8]) -> Result<HopInstruction, OnionError> {
+/// Decrypts the layer meant for the holder of `key`, for the payment `hashlock`.
+pub fn open(
+    key: &SignerKey,
+    layer: &[u8],
+    hashlock: &Hash,
+    cache: &mut OnionCache,
+) -> Result<HopInstruction, OnionError> {
     if layer.len() < KEY_BYTES + TAG_BYTES {
         return Err(OnionError::TooShort);
     }
     let (ephemeral, ciphertext) = layer.split_at(KEY_BYTES);
     let ephemeral: [u8; KEY_BYTES] = ephemeral.try_into().map_err(|_| OnionError::TooShort)?;
-    let ephemeral = PublicKey::from_bytes(&ephemeral).map_err(|_| OnionError::BadEphemeralKey)?;
-    let symmetric = layer_key(
-        &key.shared_secret(&ephemeral),
-        &ephemeral,
-        &key.public_key(),
-    );
+    let shared = match cache.opening.get(&ephemeral) {
+        Some(shared) => *shared,
+        None => {
+            let public =
+                PublicKey::from_bytes(&ephemeral).map_err(|_| OnionError::BadEphemeralKey)?;
+            let shared = key.shared_secret(&public);
+            cache.bound();
+            cache.opening.insert(ephemeral, shared);
+            shared
+        }
+    };
+    let symmetric = layer_key(&shared, &ephemeral, &key.public_key().to_bytes(), hashlock);
     let plaintext = ChaCha20Poly1305::new(&symmetric)
         .decrypt(&Nonce::default(), ciphertext)
         .map_err(|_| OnionError::Undecryptable)?;
     decode("hop instruction", &plaintext).map_err(|_| OnionError::Malformed)
 }
 
-/// The one-time key of layer `index`, derived from the sender's random seed.
-pub fn ephemeral_secret(seed: &[u8; 32], index: usize) -> [u8; 32] {
-    let mut input = Vec::with_capacity(40);
-    input.extend_from_slice(seed);
-    input.extend_from_slice(&(index as u64).to_be_bytes());
-    keccak256(&input).0
+/// The ephemeral secret for layers sealed to `recipient` in the session `seed`.
+pub fn session_secret(seed: &[u8; 32], recipient: &PublicKey) -> [u8; 32] {
+    Packed::new()
+        .bytes32(&tag("xln.onion.session.v1").0)
+        .bytes32(seed)
+        .bytes33(&recipient.to_bytes())
+        .hash()
+        .0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::keccak256;
 
     fn key(n: u8) -> SignerKey {
         SignerKey::from_bytes(&[n; 32]).unwrap()
@@ -134,50 +216,118 @@ mod tests {
         }
     }
 
+    fn sealed(to: &SignerKey, instruction: &HopInstruction, hashlock: &Hash) -> Vec<u8> {
+        let secret = session_secret(&[7; 32], &to.public_key());
+        let mut cache = OnionCache::default();
+        seal(&to.public_key(), instruction, &secret, hashlock, &mut cache).unwrap()
+    }
+
+    fn opened(
+        key: &SignerKey,
+        layer: &[u8],
+        hashlock: &Hash,
+    ) -> Result<HopInstruction, OnionError> {
+        open(key, layer, hashlock, &mut OnionCache::default())
+    }
+
     #[test]
-    fn each_layer_opens_only_for_its_hop() {
+    fn each_layer_opens_only_for_its_hop_and_payment() {
         let (hop, receiver, stranger) = (key(1), key(2), key(3));
+        let hashlock = keccak256(b"payment");
         let last = HopInstruction::Final {
             preimage: Preimage([9; 32]),
             amount: 990,
         };
-        let inner = seal(
-            &receiver.public_key(),
-            &last,
-            &ephemeral_secret(&[7; 32], 1),
-        )
-        .unwrap();
-        let outer = seal(
-            &hop.public_key(),
-            &forward(inner.clone()),
-            &ephemeral_secret(&[7; 32], 0),
-        )
-        .unwrap();
+        let inner = sealed(&receiver, &last, &hashlock);
+        let outer = sealed(&hop, &forward(inner.clone()), &hashlock);
 
-        assert_eq!(open(&hop, &outer).unwrap(), forward(inner.clone()));
-        assert_eq!(open(&receiver, &inner).unwrap(), last);
-        assert_eq!(open(&stranger, &outer), Err(OnionError::Undecryptable));
-        assert_eq!(open(&receiver, &outer), Err(OnionError::Undecryptable));
+        assert_eq!(
+            opened(&hop, &outer, &hashlock).unwrap(),
+            forward(inner.clone())
+        );
+        assert_eq!(opened(&receiver, &inner, &hashlock).unwrap(), last);
+        assert_eq!(
+            opened(&stranger, &outer, &hashlock),
+            Err(OnionError::Undecryptable)
+        );
+        assert_eq!(
+            opened(&receiver, &outer, &hashlock),
+            Err(OnionError::Undecryptable)
+        );
         // The hop sees the inner layer only as ciphertext.
-        assert_eq!(open(&hop, &inner), Err(OnionError::Undecryptable));
+        assert_eq!(
+            opened(&hop, &inner, &hashlock),
+            Err(OnionError::Undecryptable)
+        );
+        // A layer is bound to its payment.
+        let other = keccak256(b"other payment");
+        assert_eq!(opened(&hop, &outer, &other), Err(OnionError::Undecryptable));
+    }
+
+    #[test]
+    fn cached_secrets_give_the_same_layers_as_fresh_ones() {
+        let hop = key(1);
+        let hashlock = keccak256(b"p");
+        let secret = session_secret(&[7; 32], &hop.public_key());
+        let mut cache = OnionCache::default();
+        let first = seal(
+            &hop.public_key(),
+            &forward(vec![]),
+            &secret,
+            &hashlock,
+            &mut cache,
+        )
+        .unwrap();
+        let again = seal(
+            &hop.public_key(),
+            &forward(vec![]),
+            &secret,
+            &hashlock,
+            &mut cache,
+        )
+        .unwrap();
+        assert_eq!(first, again);
+        assert_eq!(first, sealed(&hop, &forward(vec![]), &hashlock));
+        let mut opening = OnionCache::default();
+        for _ in 0..2 {
+            assert_eq!(
+                open(&hop, &first, &hashlock, &mut opening).unwrap(),
+                forward(vec![])
+            );
+        }
     }
 
     #[test]
     fn damaged_layers_are_refused() {
         let hop = key(1);
-        let layer = seal(&hop.public_key(), &forward(vec![]), &[5; 32]).unwrap();
-        assert_eq!(open(&hop, &layer[..20]), Err(OnionError::TooShort));
+        let hashlock = keccak256(b"p");
+        let layer = sealed(&hop, &forward(vec![]), &hashlock);
+        assert_eq!(
+            opened(&hop, &layer[..20], &hashlock),
+            Err(OnionError::TooShort)
+        );
         let mut flipped = layer.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert_eq!(open(&hop, &flipped), Err(OnionError::Undecryptable));
+        assert_eq!(
+            opened(&hop, &flipped, &hashlock),
+            Err(OnionError::Undecryptable)
+        );
         let mut bad_key = layer.clone();
         bad_key[0] = 9;
-        assert_eq!(open(&hop, &bad_key), Err(OnionError::BadEphemeralKey));
         assert_eq!(
-            seal(&hop.public_key(), &forward(vec![]), &[0; 32]),
-            Err(OnionError::BadSeed)
+            opened(&hop, &bad_key, &hashlock),
+            Err(OnionError::BadEphemeralKey)
         );
+        let mut cache = OnionCache::default();
+        let no_key = seal(
+            &hop.public_key(),
+            &forward(vec![]),
+            &[0; 32],
+            &hashlock,
+            &mut cache,
+        );
+        assert_eq!(no_key, Err(OnionError::BadSeed));
     }
 
     #[test]

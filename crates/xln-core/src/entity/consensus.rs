@@ -166,6 +166,9 @@ pub struct EntityReplica {
     mempool: Vec<EntityTx>,
     in_flight: Option<InFlight>,
     locked: Option<Locked>,
+    /// ECDH secrets of the onion sessions that reached us (the proposer opens the layers).
+    #[serde(skip)]
+    onion_cache: crate::onion::OnionCache,
 }
 
 impl EntityReplica {
@@ -176,6 +179,7 @@ impl EntityReplica {
             mempool: Vec::new(),
             in_flight: None,
             locked: None,
+            onion_cache: crate::onion::OnionCache::default(),
         }
     }
 
@@ -326,7 +330,16 @@ impl EntityReplica {
             .map(|(k, payload)| (*k, payload.clone()))
             .collect();
         for ((peer, lock_id), payload) in awaiting {
-            let instruction = crate::onion::open(key, &payload).ok().map(Box::new);
+            let hashlock = self
+                .state
+                .accounts
+                .get(&peer)
+                .and_then(|entry| entry.account.state().locks.get(&lock_id))
+                .map(|lock| lock.hashlock)
+                .unwrap_or(Hash::ZERO);
+            let instruction = crate::onion::open(key, &payload, &hashlock, &mut self.onion_cache)
+                .ok()
+                .map(Box::new);
             self.mempool.push(EntityTx::HtlcInstruction {
                 peer,
                 lock_id,

@@ -63,7 +63,8 @@ impl RouteHop {
 }
 
 /// A payment to start: `route` lists the hops after us, the receiver last. The preimage and
-/// the onion seed come from the runtime's random input.
+/// the onion session seed come from the runtime's random input (the node keeps a seed for a
+/// while, so that onion layers to a known hop cost no ECDH; see `onion`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentOrder {
     pub token: TokenId,
@@ -142,6 +143,11 @@ impl EntityState {
         if last.entity == self.id || order.route.iter().any(|h| h.entity == self.id) {
             return Err(EntityTxError::BadRoute("route passes through the sender"));
         }
+        // Each hop once: its layer's key is unique per payment only so.
+        let mut seen = std::collections::BTreeSet::new();
+        if !order.route.iter().all(|h| seen.insert(h.entity)) {
+            return Err(EntityTxError::BadRoute("a hop appears twice"));
+        }
         if !self.accounts.contains_key(&first.entity) {
             return Err(EntityTxError::NoAccount(first.entity));
         }
@@ -184,10 +190,13 @@ impl EntityState {
                     payload,
                 }
             };
+            let recipient = &order.route[k].key;
             payload = onion::seal(
-                &order.route[k].key,
+                recipient,
                 &instruction,
-                &onion::ephemeral_secret(&order.seed, k),
+                &onion::session_secret(&order.seed, recipient),
+                &hashlock,
+                &mut self.onion_cache,
             )
             .map_err(|_| EntityTxError::BadRoute("cannot seal the onion"))?;
         }

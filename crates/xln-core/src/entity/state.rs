@@ -7,7 +7,7 @@ use crate::account::{
 use crate::board::{Board, EntityId};
 use crate::codec::hash_of;
 use crate::crypto::Hash;
-use crate::onion::HopInstruction;
+use crate::onion::{HopInstruction, OnionCache};
 use crate::routing::FeePolicy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -168,6 +168,9 @@ pub struct EntityState {
     pub origins: BTreeMap<(EntityId, u64), Origin>,
     /// Incoming locks whose onion our proposer has yet to decrypt: their payloads.
     pub awaiting: BTreeMap<(EntityId, u64), Vec<u8>>,
+    /// ECDH secrets of the onion sessions we seal to.
+    #[serde(skip)]
+    pub(crate) onion_cache: OnionCache,
 }
 
 impl EntityState {
@@ -186,6 +189,7 @@ impl EntityState {
             payments: BTreeMap::new(),
             origins: BTreeMap::new(),
             awaiting: BTreeMap::new(),
+            onion_cache: OnionCache::default(),
         }
     }
 

@@ -552,15 +552,22 @@ fn onions_that_do_not_open_or_ask_too_much_are_refused_and_nothing_moves() {
         amount: 100,
     };
     for (lock_id, instruction) in [(100u64, forward_too_much), (102, wrong_preimage)] {
-        let payload =
-            crate::onion::seal(&net.nodes[1].key.public_key(), &instruction, &[60; 32]).unwrap();
+        let hashlock = crate::crypto::keccak256(&[61; 32]);
+        let payload = crate::onion::seal(
+            &net.nodes[1].key.public_key(),
+            &instruction,
+            &[60; 32],
+            &hashlock,
+            &mut crate::onion::OnionCache::default(),
+        )
+        .unwrap();
         let lock = AccountTx::HtlcLock {
             lock_id: if net.nodes[0].id < net.nodes[1].id {
                 lock_id
             } else {
                 lock_id + 1
             },
-            hashlock: crate::crypto::keccak256(&[61; 32]),
+            hashlock,
             token: TOKEN,
             amount: 100,
             expires_at_ms: net.now + 200_000,
