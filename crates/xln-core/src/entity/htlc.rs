@@ -28,6 +28,9 @@ pub const FINAL_EXPIRY_BLOCKS: u64 = 20;
 pub const HOP_EXPIRY_MARGIN_BLOCKS: u64 = 10;
 /// The most hops a route may have.
 pub const MAX_ROUTE_HOPS: usize = 16;
+/// Finished payments kept in the state (the oldest go first); their outcome is also an event,
+/// which the node keeps for history.
+pub const KEPT_FINISHED_PAYMENTS: usize = 1_024;
 
 /// One hop of a route as the sender knows it: who, the key its onion layer is sealed to (its
 /// proposer's), and what it charges.
@@ -441,6 +444,12 @@ impl EntityState {
                 });
                 if let Some(payment) = self.payments.get_mut(&hashlock) {
                     payment.status = status;
+                    self.finished_payments.push_back(hashlock);
+                }
+                while self.finished_payments.len() > KEPT_FINISHED_PAYMENTS {
+                    if let Some(oldest) = self.finished_payments.pop_front() {
+                        self.payments.remove(&oldest);
+                    }
                 }
             }
             Origin::Forward {

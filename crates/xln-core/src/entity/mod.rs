@@ -13,7 +13,7 @@ pub use consensus::{
 };
 pub use htlc::{
     FINAL_EXPIRY_BLOCKS, FINAL_EXPIRY_MS, HOP_EXPIRY_MARGIN_BLOCKS, HOP_EXPIRY_MARGIN_MS,
-    MAX_ROUTE_HOPS, Origin, Payment, PaymentOrder, PaymentStatus, RouteHop,
+    KEPT_FINISHED_PAYMENTS, MAX_ROUTE_HOPS, Origin, Payment, PaymentOrder, PaymentStatus, RouteHop,
 };
 pub use state::{
     AccountEntry, EntityEvent, EntityState, EntityTx, EntityTxError, Outcome, Outgoing,

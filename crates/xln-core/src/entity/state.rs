@@ -10,7 +10,7 @@ use crate::crypto::Hash;
 use crate::onion::{HopInstruction, OnionCache};
 use crate::routing::FeePolicy;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// A transaction of an entity frame. Every replica applies the same ones in the same order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,8 +162,10 @@ pub struct EntityState {
     pub fees: FeePolicy,
     /// Numbers our HTLC locks (see `allocate_lock_id`).
     pub next_lock_id: u64,
-    /// Payments we sent, by hashlock.
+    /// Payments we sent, by hashlock: those in flight and the last finished ones.
     pub payments: BTreeMap<Hash, Payment>,
+    /// Finished payments in the order they finished, to forget the oldest.
+    pub finished_payments: VecDeque<Hash>,
     /// Why each of our locks in flight exists, by (peer, lock id).
     pub origins: BTreeMap<(EntityId, u64), Origin>,
     /// Incoming locks whose onion our proposer has yet to decrypt: their payloads.
@@ -187,6 +189,7 @@ impl EntityState {
             fees: FeePolicy::default(),
             next_lock_id: 0,
             payments: BTreeMap::new(),
+            finished_payments: VecDeque::new(),
             origins: BTreeMap::new(),
             awaiting: BTreeMap::new(),
             onion_cache: OnionCache::default(),

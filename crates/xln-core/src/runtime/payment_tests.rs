@@ -434,6 +434,44 @@ fn a_route_found_over_gossiped_profiles_carries_the_payment() {
 }
 
 #[test]
+fn only_the_latest_finished_payments_stay_in_the_state() {
+    use crate::entity::KEPT_FINISHED_PAYMENTS;
+    let mut net = Network::new(2, FEE);
+    net.connect(&chain(2));
+    let count = KEPT_FINISHED_PAYMENTS + 2;
+    let orders = (0..count)
+        .map(|i| {
+            let mut secret = [0u8; 32];
+            secret[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            EntityTx::Pay(Box::new(PaymentOrder {
+                token: TOKEN,
+                amount: 1,
+                route: net.route(&[1]),
+                preimage: Preimage(secret),
+                seed: [9; 32],
+            }))
+        })
+        .collect();
+    net.input(
+        0,
+        vec![Command::Submit {
+            entity: net.nodes[0].id,
+            txs: orders,
+        }],
+    );
+    let state = net.entity(0);
+    assert_eq!(state.payments.len(), KEPT_FINISHED_PAYMENTS);
+    assert!(
+        state
+            .payments
+            .values()
+            .all(|p| matches!(p.status, PaymentStatus::Succeeded { .. }))
+    );
+    assert_eq!(net.worth(1), count as i128);
+    net.assert_settled();
+}
+
+#[test]
 fn a_hop_without_capacity_cancels_back_with_its_name_and_reason() {
     let mut net = Network::new(4, FEE);
     net.connect(&chain(4));
