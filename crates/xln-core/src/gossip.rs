@@ -619,6 +619,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_hub_relays_what_its_peers_published() {
+        // Wallets 1 and 2 publish to the hub; wallet 3 learns both from the hub alone.
+        let mut hub = store_of(&[signed(1, 100), signed(2, 100)]);
+        let mut wallet = store_of(&[signed(3, 100)]);
+        let summary = wallet.merge_all(&hub, NOW);
+        assert_eq!((summary.added, summary.dropped), (2, 0));
+        assert_eq!(wallet.len(), 3);
+
+        // Wallet 1 publishes anew; a wallet that relays the old version back changes nothing.
+        hub.merge(signed(1, 200), NOW).unwrap();
+        let stale_relay = store_of(&[signed(1, 100)]);
+        hub.merge_all(&stale_relay, NOW);
+        wallet.merge_all(&hub, NOW);
+        let id = single_board(1).lazy_entity_id();
+        assert_eq!(wallet.get(&id).unwrap().profile.updated_at, 200);
+    }
+
     /// Merges in order, ignoring rejections (which must change nothing).
     fn store_of_lenient(profiles: &[SignedProfile]) -> ProfileStore {
         let mut store = ProfileStore::new();
