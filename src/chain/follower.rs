@@ -171,13 +171,45 @@ pub struct ConfirmedRange {
 }
 
 impl ConfirmedRange {
-    /// The range as the core's chain inputs. The core's `runtime::ChainEvent` knows only the
-    /// confirmed height so far; the jurisdiction events (`events`) become inputs as soon as it
-    /// has variants for them.
-    pub fn core_events(&self) -> Vec<xln_core::runtime::ChainEvent> {
-        vec![xln_core::runtime::ChainEvent::Block {
+    /// The range as the core's chain inputs: reserve and account changes in chain order, then
+    /// the confirmed height. The other events (registrations, settlements, disputes) are for the
+    /// console and the node's records; their effect on reserves and accounts arrives as the
+    /// `ReserveUpdated`/`AccountUpdated` that accompany them.
+    pub fn core_events(&self) -> Result<Vec<xln_core::runtime::ChainEvent>> {
+        use xln_core::runtime::ChainEvent as Core;
+        let mut out = Vec::new();
+        for event in &self.events {
+            match &event.event {
+                JEvent::ReserveUpdated {
+                    entity,
+                    token,
+                    reserve,
+                } => out.push(Core::Reserve {
+                    entity: *entity,
+                    token: *token,
+                    amount: u128::try_from(*reserve)
+                        .map_err(|_| ChainError::OutOfRange("a reserve above u128"))?,
+                }),
+                JEvent::AccountUpdated {
+                    left,
+                    right,
+                    token,
+                    collateral,
+                    ondelta,
+                } => out.push(Core::Account {
+                    left: *left,
+                    right: *right,
+                    token: *token,
+                    collateral: *collateral,
+                    ondelta: *ondelta,
+                }),
+                _ => {}
+            }
+        }
+        out.push(Core::Block {
             height: self.to_block,
-        }]
+        });
+        Ok(out)
     }
 }
 

@@ -8,9 +8,9 @@ use super::frame::{AccountKey, AccountMessage, DisputeProof, Frame, FrameAck, Si
 use super::tx::{AccountState, AccountTx, Clock, TxError};
 use crate::board::{Board, EntityId, QuorumError, QuorumSignature};
 use crate::crypto::Hash;
-use crate::delta::Side;
+use crate::delta::{Side, TokenId};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Most transactions one frame may carry; bounds the work a peer can ask for.
 pub const MAX_FRAME_TXS: usize = 10_000;
@@ -186,6 +186,9 @@ pub struct Account {
     /// Earlier versions of the pending frame (before re-stamping): the peer may have committed
     /// one of them, and its ACK must still be taken.
     superseded: Vec<PendingFrame>,
+    /// Collateral and ondelta per token as our own chain follower last saw them: a `ChainSync`
+    /// is taken only if it says the same.
+    observed: BTreeMap<TokenId, (u128, i128)>,
     proof: Option<DisputeProof>,
 }
 
@@ -215,6 +218,7 @@ impl Account {
             mempool: VecDeque::new(),
             pending: None,
             superseded: Vec::new(),
+            observed: BTreeMap::new(),
             proof: None,
         })
     }
@@ -251,6 +255,37 @@ impl Account {
     /// The latest frame the peer signed: the dispute proof.
     pub fn proof(&self) -> Option<&DisputeProof> {
         self.proof.as_ref()
+    }
+
+    /// Records what our chain follower saw for a token of this account. Says whether the
+    /// committed state differs, so that the entity queues a `ChainSync`.
+    pub fn observe_chain(&mut self, token: TokenId, collateral: u128, ondelta: i128) -> bool {
+        self.observed.insert(token, (collateral, ondelta));
+        self.state
+            .deltas
+            .get(&token)
+            .is_none_or(|d| (d.collateral, d.ondelta) != (collateral, ondelta))
+    }
+
+    /// Applies `tx` by `by` to `state`, first checking what only this side can check: that
+    /// a `ChainSync` says what our own follower saw.
+    fn apply_checked(
+        &self,
+        state: &mut AccountState,
+        tx: &AccountTx,
+        by: Side,
+        clock: Clock,
+    ) -> Result<(), TxError> {
+        if let AccountTx::ChainSync {
+            token,
+            collateral,
+            ondelta,
+        } = *tx
+            && self.observed.get(&token) != Some(&(collateral, ondelta))
+        {
+            return Err(TxError::ChainMismatch(token));
+        }
+        state.apply(tx, by, clock)
     }
 
     /// Queues a transaction for our next frame. It is validated when the frame is built.
@@ -497,8 +532,7 @@ impl Account {
             j_height: frame.j_height,
         };
         for (index, tx) in frame.txs.iter().enumerate() {
-            state
-                .apply(tx, by, frame_clock)
+            self.apply_checked(&mut state, tx, by, frame_clock)
                 .map_err(|error| AccountError::InvalidTx {
                     height,
                     index,
@@ -526,7 +560,7 @@ impl Account {
             let Some(tx) = self.mempool.pop_front() else {
                 break;
             };
-            match state.apply(&tx, side, frame_clock) {
+            match self.apply_checked(&mut state, &tx, side, frame_clock) {
                 Ok(()) => txs.push(tx),
                 Err(error) => step.events.push(AccountEvent::TxDropped { tx, error }),
             }
@@ -587,7 +621,7 @@ impl Account {
         let mut txs = Vec::new();
         let mut dropped = old.dropped.clone();
         for tx in &old.frame.txs {
-            match state.apply(tx, side, frame_clock) {
+            match self.apply_checked(&mut state, tx, side, frame_clock) {
                 Ok(()) => txs.push(tx.clone()),
                 Err(error) => dropped.push((tx.clone(), error)),
             }

@@ -501,6 +501,65 @@ fn account_state_round_trips_through_the_codec() {
     assert!(crate::codec::decode::<Account>("account", &bytes[..bytes.len() - 1]).is_err());
 }
 
+// ---- what the chain says ----
+
+#[test]
+fn a_chain_sync_is_taken_only_when_both_followers_saw_it() {
+    let mut pair = Pair::new();
+    pair.extend_credit(false, 100);
+    let sync = AccountTx::ChainSync {
+        token: TOKEN,
+        collateral: 1_000,
+        ondelta: 600,
+    };
+    // LEFT saw the deposit on chain, RIGHT not yet: RIGHT refuses, nothing changes.
+    assert!(pair.left.account.observe_chain(TOKEN, 1_000, 600));
+    pair.left.account.enqueue(sync.clone());
+    let proposal = pair.flush(true).0.unwrap();
+    let before = pair.right.account.clone();
+    assert!(matches!(
+        pair.deliver(false, &proposal),
+        Err(AccountError::InvalidTx {
+            error: TxError::ChainMismatch(TOKEN),
+            ..
+        })
+    ));
+    assert_eq!(pair.right.account, before);
+
+    // Once RIGHT's follower saw it too, the re-stamped frame goes through.
+    pair.right.account.observe_chain(TOKEN, 1_000, 600);
+    pair.clock.timestamp += REFRESH_AFTER_MS;
+    let clock = pair.clock;
+    let reply = pair.left.account.refresh(clock).reply;
+    let fresh = pair.left.sign(reply).unwrap();
+    pair.settle(fresh, false);
+    pair.assert_in_sync();
+    let delta = &pair.left.account.state().deltas[&TOKEN];
+    assert_eq!((delta.collateral, delta.ondelta), (1_000, 600));
+    // LEFT owns 600 of the collateral; RIGHT 400 and the 100 of credit it was given.
+    let caps = pair
+        .left
+        .account
+        .state()
+        .capacities(TOKEN, Side::Left)
+        .unwrap();
+    assert_eq!((caps.out_collateral, caps.in_collateral), (600, 400));
+    assert!(
+        !pair.left.account.observe_chain(TOKEN, 1_000, 600),
+        "nothing left to sync"
+    );
+
+    // A side that claims another figure than its peer saw is refused.
+    pair.left.account.observe_chain(TOKEN, 5_000, 5_000);
+    pair.left.account.enqueue(AccountTx::ChainSync {
+        token: TOKEN,
+        collateral: 5_000,
+        ondelta: 5_000,
+    });
+    let lie = pair.flush(true).0.unwrap();
+    assert!(pair.deliver(false, &lie).is_err());
+}
+
 // ---- fresh frames ----
 
 #[test]

@@ -38,6 +38,15 @@ pub enum AccountTx {
         lock_id: u64,
         resolution: HtlcResolution,
     },
+    /// Records what the jurisdiction says of this account's token after a deposit, a
+    /// settlement or a dispute: its collateral and ondelta. Either side proposes it once its
+    /// chain follower has seen the change; the other side accepts it only if its own follower
+    /// has seen the same (see `Account::observe_chain`).
+    ChainSync {
+        token: TokenId,
+        collateral: u128,
+        ondelta: i128,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +145,8 @@ pub enum TxError {
     NotExpired(u64),
     #[error("only the receiver of lock {0} can reveal its secret")]
     NotReceiver(u64),
+    #[error("token {0}: the chain as we see it says otherwise")]
+    ChainMismatch(TokenId),
 }
 
 impl From<Overflow> for TxError {
@@ -303,6 +314,11 @@ impl AccountState {
                 *delta = after;
                 self.locks.insert(lock_id, lock);
             }
+            AccountTx::ChainSync {
+                token,
+                collateral,
+                ondelta,
+            } => self.sync_with_chain(token, collateral, ondelta)?,
             AccountTx::HtlcResolve {
                 lock_id,
                 ref resolution,
@@ -355,6 +371,22 @@ impl AccountState {
                 self.locks.remove(&lock_id);
             }
         }
+        Ok(())
+    }
+
+    /// Sets a token's on-chain part. What the chain says is so; RCPAN is not checked here
+    /// (both sides signed the settlement that led to it).
+    fn sync_with_chain(
+        &mut self,
+        token: TokenId,
+        collateral: u128,
+        ondelta: i128,
+    ) -> Result<(), TxError> {
+        let mut after = self.deltas.get(&token).cloned().unwrap_or_default();
+        after.collateral = collateral;
+        after.ondelta = ondelta;
+        after.slack()?;
+        self.deltas.insert(token, after);
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use crate::account::{
 use crate::board::{Board, EntityId};
 use crate::codec::hash_of;
 use crate::crypto::Hash;
+use crate::delta::TokenId;
 use crate::onion::{HopInstruction, OnionCache};
 use crate::routing::FeePolicy;
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,15 @@ pub enum EntityTx {
     },
     /// The jurisdiction reached this block height.
     ChainBlock { height: u64 },
+    /// Our reserve of `token` on chain is now `amount`.
+    ChainReserve { token: TokenId, amount: u128 },
+    /// On chain, our account with `peer` now holds this collateral and ondelta of `token`.
+    ChainAccount {
+        peer: EntityId,
+        token: TokenId,
+        collateral: u128,
+        ondelta: i128,
+    },
     /// Send a payment along a route.
     Pay(Box<PaymentOrder>),
     /// What our proposer decrypted from the onion of the incoming lock `lock_id` from `peer`
@@ -160,6 +170,8 @@ pub struct EntityState {
     pub prev_hash: Hash,
     pub accounts: BTreeMap<EntityId, AccountEntry>,
     pub fees: FeePolicy,
+    /// Our reserves on chain, per token, as the chain follower last reported them.
+    pub reserves: BTreeMap<TokenId, u128>,
     /// Numbers our HTLC locks (see `allocate_lock_id`).
     pub next_lock_id: u64,
     /// Payments we sent, by hashlock: those in flight and the last finished ones.
@@ -187,6 +199,7 @@ impl EntityState {
             prev_hash: Hash::ZERO,
             accounts: BTreeMap::new(),
             fees: FeePolicy::default(),
+            reserves: BTreeMap::new(),
             next_lock_id: 0,
             payments: BTreeMap::new(),
             finished_payments: VecDeque::new(),
@@ -236,6 +249,27 @@ impl EntityState {
                     });
                 }
                 self.j_height = *height;
+            }
+            EntityTx::ChainReserve { token, amount } => {
+                self.reserves.insert(*token, *amount);
+            }
+            EntityTx::ChainAccount {
+                peer,
+                token,
+                collateral,
+                ondelta,
+            } => {
+                let entry = self
+                    .accounts
+                    .get_mut(peer)
+                    .ok_or(EntityTxError::NoAccount(*peer))?;
+                if entry.account.observe_chain(*token, *collateral, *ondelta) {
+                    entry.account.enqueue(AccountTx::ChainSync {
+                        token: *token,
+                        collateral: *collateral,
+                        ondelta: *ondelta,
+                    });
+                }
             }
             EntityTx::Pay(order) => self.start_payment(order, outcome)?,
             EntityTx::HtlcInstruction {

@@ -9,6 +9,7 @@ use crate::account::AccountMessage;
 use crate::board::{Board, EntityId};
 use crate::codec::hash_of;
 use crate::crypto::{Address, Hash, SignerKey};
+use crate::delta::TokenId;
 use crate::entity::{
     ConsensusError, EntityEvent, EntityMessage, EntityReplica, EntityState, EntityTx,
     EntityTxError, ReplicaOutput,
@@ -66,10 +67,25 @@ pub enum Command {
     },
 }
 
-/// What the chain follower observed.
+/// What the chain follower observed (confirmed), in the core's terms.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChainEvent {
+    /// Blocks up to `height` are read.
     Block { height: u64 },
+    /// `entity`'s reserve of `token` is now `amount`.
+    Reserve {
+        entity: EntityId,
+        token: TokenId,
+        amount: u128,
+    },
+    /// The account `left`–`right` now holds this collateral and ondelta of `token`.
+    Account {
+        left: EntityId,
+        right: EntityId,
+        token: TokenId,
+        collateral: u128,
+        ondelta: i128,
+    },
 }
 
 /// Everything the runtime advances by.
@@ -262,19 +278,42 @@ impl Runtime {
         }
     }
 
+    /// Hands a chain event to the proposers it concerns (members get it through the frame).
     fn chain_event(&mut self, event: &ChainEvent, run: &mut Run) {
-        let ChainEvent::Block { height } = *event;
-        let proposers: Vec<ReplicaId> = self
+        let concerned: Vec<(ReplicaId, EntityTx)> = self
             .state
             .replicas
             .iter()
-            .filter(|(_, r)| r.is_proposer() && r.state().j_height < height)
-            .map(|(id, _)| *id)
+            .filter(|(_, replica)| replica.is_proposer())
+            .filter_map(|(id, replica)| {
+                let tx = match *event {
+                    ChainEvent::Block { height } if replica.state().j_height < height => {
+                        EntityTx::ChainBlock { height }
+                    }
+                    ChainEvent::Reserve {
+                        entity,
+                        token,
+                        amount,
+                    } if entity == id.entity => EntityTx::ChainReserve { token, amount },
+                    ChainEvent::Account {
+                        left,
+                        right,
+                        token,
+                        collateral,
+                        ondelta,
+                    } if left == id.entity || right == id.entity => EntityTx::ChainAccount {
+                        peer: if left == id.entity { right } else { left },
+                        token,
+                        collateral,
+                        ondelta,
+                    },
+                    _ => return None,
+                };
+                Some((*id, tx))
+            })
             .collect();
-        for id in proposers {
-            let outputs = self
-                .replica_mut(&id)
-                .map(|r| r.submit(vec![EntityTx::ChainBlock { height }]));
+        for (id, tx) in concerned {
+            let outputs = self.replica_mut(&id).map(|r| r.submit(vec![tx]));
             self.route(id, outputs.unwrap_or_default(), run);
         }
     }

@@ -293,6 +293,81 @@ fn the_hub_keeps_committing_with_one_member_offline_and_stops_with_two() {
 }
 
 #[test]
+fn chain_events_reach_reserves_and_both_sides_of_an_account() {
+    let keys = [key(51), key(52)];
+    let boards: Vec<Board> = keys.iter().map(|k| Board::single(k.address())).collect();
+    let ids: Vec<EntityId> = boards.iter().map(|b| b.lazy_entity_id()).collect();
+    let mut net = Net::new(vec![vec![keys[0].clone()], vec![keys[1].clone()]]);
+    for i in 0..2 {
+        net.command(i, add_replica(&boards[i], keys[i].address()));
+    }
+    net.submit(
+        0,
+        ids[0],
+        vec![
+            EntityTx::OpenAccount {
+                peer: ids[1],
+                peer_board: boards[1].clone(),
+            },
+            credit(ids[1], 50),
+        ],
+    );
+    let (left, right) = if ids[0] < ids[1] {
+        (ids[0], ids[1])
+    } else {
+        (ids[1], ids[0])
+    };
+    let events = vec![
+        ChainEvent::Block { height: 7 },
+        ChainEvent::Reserve {
+            entity: ids[0],
+            token: TOKEN,
+            amount: 9_000,
+        },
+        ChainEvent::Account {
+            left,
+            right,
+            token: TOKEN,
+            collateral: 1_000,
+            ondelta: 1_000,
+        },
+    ];
+    // Each side's follower reports the same confirmed events.
+    for i in 0..2 {
+        net.apply(
+            i,
+            RuntimeInput {
+                chain_events: events.clone(),
+                ..RuntimeInput::default()
+            },
+        );
+    }
+    // The side that saw the events first proposed before its peer had seen them, and was
+    // refused; its re-stamped frame goes through once time passes.
+    net.now += crate::account::REFRESH_AFTER_MS;
+    for i in 0..2 {
+        net.apply(i, RuntimeInput::default());
+    }
+    let state = net.runtimes[0].replica_of(&ids[0]).unwrap().state();
+    assert_eq!(state.reserves[&TOKEN], 9_000);
+    assert_eq!(state.j_height, 7);
+    for i in 0..2 {
+        let account = net.account(i, &ids[i], &ids[1 - i]);
+        let delta = &account.state().deltas[&TOKEN];
+        assert_eq!(
+            (delta.collateral, delta.ondelta),
+            (1_000, 1_000),
+            "side {i}"
+        );
+        assert!(account.pending().is_none() && account.mempool().is_empty());
+    }
+    assert_eq!(
+        net.account(0, &ids[0], &ids[1]).state().hash(),
+        net.account(1, &ids[1], &ids[0]).state().hash()
+    );
+}
+
+#[test]
 fn bad_inputs_are_refused_and_change_nothing() {
     let k = key(9);
     let board = Board::single(k.address());
