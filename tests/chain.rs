@@ -1161,6 +1161,189 @@ fn assert_core_events(range: &ConfirmedRange) {
     }
 }
 
+/// Two runtimes (one entity each) and a perfect link between them.
+struct Runtimes {
+    runtimes: [xln_core::runtime::Runtime; 2],
+    ids: [EntityId; 2],
+    now: u64,
+}
+
+impl Runtimes {
+    /// Applies `input` at runtime `at`, delivers messages until both are quiet, and returns
+    /// the chain requests that came out.
+    fn apply(
+        &mut self,
+        at: usize,
+        mut input: xln_core::runtime::RuntimeInput,
+    ) -> Vec<(EntityId, xln_core::entity::ChainRequest)> {
+        use xln_core::runtime::RuntimeInput;
+        self.now += 10;
+        input.timestamp = self.now;
+        let out = self.runtimes[at].apply(input);
+        let mut requests = out.chain;
+        let mut queue = out.messages;
+        while !queue.is_empty() {
+            let mut next = Vec::new();
+            for i in 0..2 {
+                let inbox: Vec<_> = queue
+                    .iter()
+                    .filter(|m| m.to.entity == self.ids[i])
+                    .cloned()
+                    .collect();
+                if inbox.is_empty() {
+                    continue;
+                }
+                let out = self.runtimes[i].apply(RuntimeInput {
+                    timestamp: self.now,
+                    messages: inbox,
+                    ..RuntimeInput::default()
+                });
+                requests.extend(out.chain);
+                next.extend(out.messages);
+            }
+            queue = next;
+        }
+        requests
+    }
+
+    /// Gives both runtimes what the follower confirmed, then lets re-stamped frames through.
+    fn observe(&mut self, events: Vec<xln_core::runtime::ChainEvent>) {
+        use xln_core::runtime::RuntimeInput;
+        for i in 0..2 {
+            self.apply(
+                i,
+                RuntimeInput {
+                    chain_events: events.clone(),
+                    ..RuntimeInput::default()
+                },
+            );
+        }
+        self.now += xln_core::account::REFRESH_AFTER_MS;
+        for i in 0..2 {
+            self.apply(i, RuntimeInput::default());
+        }
+    }
+
+    fn entity(&self, i: usize) -> &xln_core::entity::EntityState {
+        self.runtimes[i].replica_of(&self.ids[i]).unwrap().state()
+    }
+}
+
+/// Everything the follower has confirmed so far, as core inputs.
+async fn core_inputs(follower: &mut Follower) -> Vec<xln_core::runtime::ChainEvent> {
+    let mut inputs = Vec::new();
+    while let Some(range) = follower.poll_once().await.unwrap() {
+        inputs.extend(range.core_events().unwrap());
+    }
+    inputs
+}
+
+#[tokio::test]
+async fn core_chain_requests_go_out_in_one_batch_and_come_back_into_both_accounts() {
+    use xln_core::entity::{ChainRequest, EntityTx};
+    use xln_core::runtime::{Command, Runtime, RuntimeInput};
+    let net = Net::start().await;
+    let (a, h) = (Entity::single(81), Entity::single(82));
+    let mut pair = Runtimes {
+        runtimes: [
+            Runtime::new([a.keys[0].clone()]),
+            Runtime::new([h.keys[0].clone()]),
+        ],
+        ids: [a.id, h.id],
+        now: 1_000,
+    };
+    for (i, entity) in [&a, &h].into_iter().enumerate() {
+        let add = Command::AddReplica {
+            board: entity.board.clone(),
+            signer: entity.keys[0].address(),
+            domain: net.j.domain(),
+        };
+        pair.apply(
+            i,
+            RuntimeInput {
+                commands: vec![add],
+                ..RuntimeInput::default()
+            },
+        );
+    }
+    let open = Command::Submit {
+        entity: a.id,
+        txs: vec![
+            EntityTx::OpenAccount {
+                peer: h.id,
+                peer_board: h.board.clone(),
+            },
+            EntityTx::Account {
+                peer: h.id,
+                tx: AccountTx::SetCreditLimit {
+                    token: net.token_id,
+                    amount: 100,
+                },
+            },
+        ],
+    };
+    pair.apply(
+        0,
+        RuntimeInput {
+            commands: vec![open],
+            ..RuntimeInput::default()
+        },
+    );
+
+    // A deposit on chain reaches A's reserves through the follower.
+    let mut follower = follower_for(&net, 0);
+    net.deposit(&a, 1_000).await;
+    pair.observe(core_inputs(&mut follower).await);
+    assert_eq!(pair.entity(0).reserves[&net.token_id], 1_000);
+
+    // A decides to put 600 into the account; the runtime hands the request out, the adapter
+    // sends it as one batch signed by A.
+    let request = ChainRequest::AddCollateral {
+        peer: h.id,
+        token: net.token_id,
+        amount: 600,
+    };
+    let requests = pair.apply(
+        0,
+        RuntimeInput {
+            commands: vec![Command::Submit {
+                entity: a.id,
+                txs: vec![EntityTx::Chain(request.clone())],
+            }],
+            ..RuntimeInput::default()
+        },
+    );
+    assert_eq!(requests, vec![(a.id, request)]);
+    let ours: Vec<ChainRequest> = requests.into_iter().map(|(_, r)| r).collect();
+    net.j
+        .submit_requests(&a.id, &a.board, &ours, &|d| a.sign(d))
+        .await
+        .unwrap();
+
+    // The chain's answer comes back into both sides of the account.
+    pair.observe(core_inputs(&mut follower).await);
+    let on_chain = net
+        .j
+        .account_token(&a.id, &h.id, net.token_id)
+        .await
+        .unwrap();
+    assert_eq!(on_chain.0, 600);
+    for i in 0..2 {
+        let account = &pair.entity(i).accounts[&pair.ids[1 - i]].account;
+        let delta = &account.state().deltas[&net.token_id];
+        assert_eq!((delta.collateral, delta.ondelta), on_chain, "side {i}");
+        assert!(account.pending().is_none() && account.mempool().is_empty());
+    }
+    assert_eq!(pair.entity(0).reserves[&net.token_id], 400);
+    // A owns the collateral it put in.
+    let account = &pair.entity(0).accounts[&h.id].account;
+    let caps = account
+        .state()
+        .capacities(net.token_id, account.side())
+        .unwrap();
+    assert_eq!(caps.out_collateral, 600);
+}
+
 /// Polls until the follower has read every confirmed block.
 async fn drain(
     follower: &mut Follower,

@@ -7,6 +7,7 @@ use alloy::primitives::{Address, U256};
 use xln_core::board::{Board, EntityId, QuorumSignature};
 use xln_core::crypto::Hash;
 use xln_core::delta::TokenId;
+use xln_core::entity::ChainRequest;
 
 /// One on-chain operation of an entity, as its node decides it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +36,33 @@ pub enum ChainOp {
 
 /// Gathers operations in the order the contract applies them (settlements, collateral,
 /// transfers, withdrawals, dispute starts, dispute counters).
+impl From<&ChainRequest> for ChainOp {
+    /// What the core asked for, as a batch operation.
+    fn from(request: &ChainRequest) -> Self {
+        match *request {
+            ChainRequest::AddCollateral {
+                peer,
+                token,
+                amount,
+            } => ChainOp::AddCollateral {
+                counterparty: peer,
+                token,
+                amount,
+            },
+            ChainRequest::TransferReserve { to, token, amount } => ChainOp::TransferReserve {
+                to,
+                token,
+                amount: U256::from(amount),
+            },
+            ChainRequest::Withdraw { token, amount, to } => ChainOp::Withdraw {
+                token,
+                amount: U256::from(amount),
+                to: Address::from(to.0),
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct BatchBuilder {
     batch: Depository::Batch,

@@ -2,7 +2,7 @@
 //! that pays for transactions. Checks at connect time that the RPC answers, serves the
 //! configured chain and has the contracts' code at the configured addresses.
 
-use super::batch::SignedSettlement;
+use super::batch::{BatchBuilder, ChainOp, SignedSettlement};
 use super::bindings::{Depository, EntityProvider, TestToken};
 use super::encode::{self, entity_b256, order};
 use super::error::{ChainError, Result};
@@ -17,6 +17,7 @@ use std::time::Duration;
 use xln_core::board::{Board, EntityId, QuorumSignature};
 use xln_core::crypto::{Hash, SignerKey};
 use xln_core::delta::TokenId;
+use xln_core::entity::ChainRequest;
 
 /// How long one connection check may take before the RPC counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -408,6 +409,18 @@ impl Jurisdiction {
             ),
         )
         .await
+    }
+
+    /// Sends what the core asked of the chain for `entity` as one batch transaction.
+    pub async fn submit_requests(
+        &self,
+        entity: &EntityId,
+        board: &Board,
+        requests: &[ChainRequest],
+        sign: &dyn Fn(&Hash) -> QuorumSignature,
+    ) -> Result<TxOutcome> {
+        let batch = BatchBuilder::from_ops(requests.iter().map(ChainOp::from)).build();
+        self.submit_batch(entity, board, batch, sign).await
     }
 
     /// Submits a cooperative settlement through the open `settle` entry point: `entity`'s

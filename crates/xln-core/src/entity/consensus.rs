@@ -133,6 +133,8 @@ pub enum ReplicaOutput {
         height: u64,
         frame_hash: Hash,
     },
+    /// An operation for the jurisdiction (from the proposer only, once the frame commits).
+    Chain(super::state::ChainRequest),
 }
 
 /// The proposer's frame waiting for precommits.
@@ -570,6 +572,13 @@ impl EntityReplica {
                 .events
                 .into_iter()
                 .map(ReplicaOutput::Event),
+        );
+        outputs.extend(
+            in_flight
+                .outcome
+                .chain
+                .into_iter()
+                .map(ReplicaOutput::Chain),
         );
         outputs.push(ReplicaOutput::Committed {
             height: in_flight.frame.height,

@@ -16,5 +16,6 @@ pub use htlc::{
     KEPT_FINISHED_PAYMENTS, MAX_ROUTE_HOPS, Origin, Payment, PaymentOrder, PaymentStatus, RouteHop,
 };
 pub use state::{
-    AccountEntry, EntityEvent, EntityState, EntityTx, EntityTxError, Outcome, Outgoing,
+    AccountEntry, ChainRequest, EntityEvent, EntityState, EntityTx, EntityTxError, Outcome,
+    Outgoing,
 };

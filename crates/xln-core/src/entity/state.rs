@@ -6,7 +6,7 @@ use crate::account::{
 };
 use crate::board::{Board, EntityId};
 use crate::codec::hash_of;
-use crate::crypto::Hash;
+use crate::crypto::{Address, Hash};
 use crate::delta::TokenId;
 use crate::onion::{HopInstruction, OnionCache};
 use crate::routing::FeePolicy;
@@ -52,6 +52,32 @@ pub enum EntityTx {
     RefreshFrames,
     /// What we charge to forward a payment.
     SetFees(FeePolicy),
+    /// An operation on the jurisdiction, sent by the node once the frame commits.
+    Chain(ChainRequest),
+}
+
+/// An operation on the jurisdiction that the entity decided on. The node's chain adapter puts
+/// the requests of one entity into one batch transaction, signed by the entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChainRequest {
+    /// Move `amount` of our reserve into the collateral of our account with `peer`.
+    AddCollateral {
+        peer: EntityId,
+        token: TokenId,
+        amount: u128,
+    },
+    /// Move `amount` of our reserve to `to`'s reserve.
+    TransferReserve {
+        to: EntityId,
+        token: TokenId,
+        amount: u128,
+    },
+    /// Pay `amount` of our reserve out to the address `to`.
+    Withdraw {
+        token: TokenId,
+        amount: u128,
+        to: Address,
+    },
 }
 
 /// Why an entity transaction was refused. The state is unchanged.
@@ -81,6 +107,14 @@ pub enum EntityTxError {
     NothingExpired,
     #[error("no account frame needs re-stamping")]
     NothingToRefresh,
+    #[error("a chain operation needs an amount above zero")]
+    ZeroChainAmount,
+    #[error("reserve of token {token} is {reserve}, less than {amount}")]
+    ReserveTooLow {
+        token: TokenId,
+        reserve: u128,
+        amount: u128,
+    },
 }
 
 /// What an entity did, for the console and the tests.
@@ -122,6 +156,8 @@ pub enum EntityEvent {
         peer: EntityId,
         lock_id: u64,
     },
+    /// We asked the node to send this to the jurisdiction.
+    ChainRequested(ChainRequest),
 }
 
 /// One account of the entity and the board of its peer.
@@ -144,6 +180,8 @@ pub struct Outgoing {
 pub struct Outcome {
     pub outgoing: Vec<Outgoing>,
     pub events: Vec<EntityEvent>,
+    /// Operations for the jurisdiction, to send once the frame commits.
+    pub chain: Vec<ChainRequest>,
 }
 
 impl Outcome {
@@ -280,6 +318,7 @@ impl EntityState {
             EntityTx::CancelExpired => self.cancel_expired(outcome)?,
             EntityTx::RefreshFrames => self.refresh_frames(outcome)?,
             EntityTx::SetFees(fees) => self.fees = *fees,
+            EntityTx::Chain(request) => self.request_chain(request, outcome)?,
         }
         Ok(())
     }
@@ -353,6 +392,45 @@ impl EntityState {
                 reply: step.reply,
             });
         }
+    }
+
+    /// Checks a chain operation against what we know (the reserve as last reported, the
+    /// account) and queues it. The chain checks again when it applies it.
+    fn request_chain(
+        &mut self,
+        request: &ChainRequest,
+        outcome: &mut Outcome,
+    ) -> Result<(), EntityTxError> {
+        let (token, amount) = match request {
+            ChainRequest::AddCollateral {
+                peer,
+                token,
+                amount,
+            } => {
+                if !self.accounts.contains_key(peer) {
+                    return Err(EntityTxError::NoAccount(*peer));
+                }
+                (*token, *amount)
+            }
+            ChainRequest::TransferReserve { token, amount, .. }
+            | ChainRequest::Withdraw { token, amount, .. } => (*token, *amount),
+        };
+        if amount == 0 {
+            return Err(EntityTxError::ZeroChainAmount);
+        }
+        let reserve = self.reserves.get(&token).copied().unwrap_or(0);
+        if amount > reserve {
+            return Err(EntityTxError::ReserveTooLow {
+                token,
+                reserve,
+                amount,
+            });
+        }
+        outcome.chain.push(request.clone());
+        outcome
+            .events
+            .push(EntityEvent::ChainRequested(request.clone()));
+        Ok(())
     }
 
     /// Whether any of our account frames waits too long for an ACK.

@@ -11,7 +11,7 @@ use crate::codec::hash_of;
 use crate::crypto::{Address, Hash, SignerKey};
 use crate::delta::TokenId;
 use crate::entity::{
-    ConsensusError, EntityEvent, EntityMessage, EntityReplica, EntityState, EntityTx,
+    ChainRequest, ConsensusError, EntityEvent, EntityMessage, EntityReplica, EntityState, EntityTx,
     EntityTxError, ReplicaOutput,
 };
 use serde::{Deserialize, Serialize};
@@ -147,6 +147,8 @@ pub struct RuntimeOutput {
     /// For replicas hosted elsewhere.
     pub messages: Vec<Envelope>,
     pub events: Vec<RuntimeEvent>,
+    /// Operations for the jurisdiction, by entity, in the order they were committed.
+    pub chain: Vec<(EntityId, ChainRequest)>,
 }
 
 /// Everything a runtime holds but its keys: what is snapshotted and hashed.
@@ -418,6 +420,10 @@ impl Runtime {
                         tx: Box::new(tx),
                         error,
                     });
+                    continue;
+                }
+                ReplicaOutput::Chain(request) => {
+                    run.out.chain.push((from.entity, request));
                     continue;
                 }
                 ReplicaOutput::Committed { height, frame_hash } => {

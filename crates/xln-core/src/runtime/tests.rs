@@ -365,6 +365,53 @@ fn chain_events_reach_reserves_and_both_sides_of_an_account() {
         net.account(0, &ids[0], &ids[1]).state().hash(),
         net.account(1, &ids[1], &ids[0]).state().hash()
     );
+
+    // Chain operations are checked against the reserve and come out of the runtime.
+    let request = |amount| {
+        EntityTx::Chain(crate::entity::ChainRequest::AddCollateral {
+            peer: ids[1],
+            token: TOKEN,
+            amount,
+        })
+    };
+    let out = net.runtimes[0].apply(RuntimeInput {
+        timestamp: net.now,
+        commands: vec![Command::Submit {
+            entity: ids[0],
+            txs: vec![request(9_001), request(0), request(4_000)],
+        }],
+        ..RuntimeInput::default()
+    });
+    let refusals: Vec<&EntityTxError> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            RuntimeEvent::TxDropped { error, .. } => Some(error),
+            _ => None,
+        })
+        .collect();
+    assert!(matches!(
+        refusals[..],
+        [
+            EntityTxError::ReserveTooLow {
+                reserve: 9_000,
+                amount: 9_001,
+                ..
+            },
+            EntityTxError::ZeroChainAmount
+        ]
+    ));
+    assert_eq!(
+        out.chain,
+        vec![(
+            ids[0],
+            crate::entity::ChainRequest::AddCollateral {
+                peer: ids[1],
+                token: TOKEN,
+                amount: 4_000
+            }
+        )]
+    );
 }
 
 #[test]
