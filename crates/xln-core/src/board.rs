@@ -100,6 +100,8 @@ pub struct QuorumSignature(pub Vec<Signature>);
 pub enum QuorumError {
     #[error("signatures carry weight {got}, the board needs {threshold}")]
     NotEnoughWeight { got: u64, threshold: u64 },
+    #[error("{count} signatures for a board of {members}")]
+    TooManySignatures { count: usize, members: usize },
 }
 
 impl Board {
@@ -189,7 +191,7 @@ impl Board {
     pub fn signed_weight(&self, digest: &Hash, signatures: &QuorumSignature) -> u64 {
         let mut counted = vec![false; self.members.len()];
         let mut weight: u64 = 0;
-        for signature in &signatures.0 {
+        for signature in signatures.0.iter().take(self.members.len()) {
             if let Some(index) = self.signer_index(digest, signature, &counted) {
                 counted[index] = true;
                 // Cannot overflow: the sum of all weights was checked in `new`.
@@ -199,15 +201,17 @@ impl Board {
         weight
     }
 
-    /// Which not yet counted member made `signature`: a member whose key is known is tried
-    /// first, by verification; otherwise the key is recovered and remembered.
+    /// Which not yet counted member made `signature`. On a board of one or two, a member
+    /// whose key is known is tried first, by verification (cheaper than recovery); otherwise,
+    /// and on larger boards, the key is recovered once and looked up.
     fn signer_index(
         &self,
         digest: &Hash,
         signature: &Signature,
         counted: &[bool],
     ) -> Option<usize> {
-        let known = (0..self.members.len()).find(|&i| {
+        let small = self.members.len() <= 2;
+        let known = (0..self.members.len()).filter(|_| small).find(|&i| {
             !counted[i]
                 && self.keys[i]
                     .get()
@@ -235,12 +239,19 @@ impl Board {
             .map(|i| self.members[i].signer)
     }
 
-    /// Checks that `signatures` over `digest` reach the threshold.
+    /// Checks that `signatures` over `digest` reach the threshold. More signatures than
+    /// members are refused before any is checked, so what a list can cost is bounded.
     pub fn verify_quorum(
         &self,
         digest: &Hash,
         signatures: &QuorumSignature,
     ) -> Result<(), QuorumError> {
+        if signatures.0.len() > self.members.len() {
+            return Err(QuorumError::TooManySignatures {
+                count: signatures.0.len(),
+                members: self.members.len(),
+            });
+        }
         let got = self.signed_weight(digest, signatures);
         if got >= self.threshold {
             Ok(())
@@ -354,6 +365,15 @@ mod tests {
 
         let outsider = QuorumSignature(vec![sig(1), sig(2), sig(9)]);
         assert_eq!(board.signed_weight(&digest, &outsider), 2);
+
+        let padded = QuorumSignature(vec![sig(1), sig(2), sig(3), sig(4), sig(9)]);
+        assert_eq!(
+            board.verify_quorum(&digest, &padded),
+            Err(QuorumError::TooManySignatures {
+                count: 5,
+                members: 4
+            })
+        );
 
         let other_digest = QuorumSignature(vec![key(1).sign(&keccak256(b"x")), sig(2), sig(3)]);
         assert_eq!(board.signed_weight(&digest, &other_digest), 2);

@@ -20,6 +20,12 @@ pub const MAX_FRAME_TXS: usize = 10_000;
 pub const MAX_CLOCK_SKEW_MS: u64 = 10_000;
 /// After this long without an ACK, a proposer re-stamps its frame so that it stays fresh.
 pub const REFRESH_AFTER_MS: u64 = MAX_CLOCK_SKEW_MS / 2;
+/// How far a peer's frame may be from our chain height, either way, in blocks: the chain
+/// height decides HTLC expiry too, so it must be as fresh as the time. HTLC hop margins in
+/// blocks are several times this.
+pub const MAX_J_HEIGHT_SKEW: u64 = 3;
+/// Earlier versions of a re-stamped frame kept for an ACK still on its way; the oldest go.
+pub const MAX_SUPERSEDED_VERSIONS: usize = 64;
 
 /// Why a message from the peer was refused. The account is unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,6 +50,12 @@ pub enum AccountError {
     FrameFromFuture { height: u64 },
     #[error("frame {height} is stamped too far in the past")]
     FrameTooOld { height: u64 },
+    #[error("frame {height} claims chain height {j_height}, too far from ours ({ours})")]
+    ChainHeightOutOfRange {
+        height: u64,
+        j_height: u64,
+        ours: u64,
+    },
     #[error("frame {height}: transaction {index} is invalid: {error}")]
     InvalidTx {
         height: u64,
@@ -248,6 +260,10 @@ impl Account {
     }
     pub fn pending(&self) -> Option<&PendingFrame> {
         self.pending.as_ref()
+    }
+    /// Earlier versions of our re-stamped frame in flight.
+    pub fn superseded(&self) -> &[PendingFrame] {
+        &self.superseded
     }
     pub fn mempool(&self) -> &VecDeque<AccountTx> {
         &self.mempool
@@ -521,6 +537,13 @@ impl Account {
         if frame.timestamp.saturating_add(MAX_CLOCK_SKEW_MS) < clock.timestamp {
             return Err(AccountError::FrameTooOld { height });
         }
+        if frame.j_height.abs_diff(clock.j_height) > MAX_J_HEIGHT_SKEW {
+            return Err(AccountError::ChainHeightOutOfRange {
+                height,
+                j_height: frame.j_height,
+                ours: clock.j_height,
+            });
+        }
         let hash = frame.hash(&self.key);
         peer_board
             .verify_quorum(&hash, &proposal.signature)
@@ -645,6 +668,9 @@ impl Account {
             dropped,
         }) {
             self.superseded.push(old);
+            if self.superseded.len() > MAX_SUPERSEDED_VERSIONS {
+                self.superseded.remove(0);
+            }
         }
         step
     }

@@ -11,8 +11,8 @@ pub use frame::{
     AccountKey, AccountMessage, DisputeProof, Frame, FrameAck, FrameHeader, SignedFrame,
 };
 pub use machine::{
-    Account, AccountError, AccountEvent, MAX_CLOCK_SKEW_MS, MAX_FRAME_TXS, PendingFrame,
-    REFRESH_AFTER_MS, Reply, Step,
+    Account, AccountError, AccountEvent, MAX_CLOCK_SKEW_MS, MAX_FRAME_TXS, MAX_J_HEIGHT_SKEW,
+    MAX_SUPERSEDED_VERSIONS, PendingFrame, REFRESH_AFTER_MS, Reply, Step,
 };
 pub use tx::{
     AccountState, AccountTx, Clock, FailReason, Failure, Htlc, HtlcResolution, MAX_HTLC_PAYLOAD,

@@ -414,6 +414,11 @@ fn bad_frames_are_refused_and_change_nothing() {
             |e| matches!(e, AccountError::FrameFromFuture { .. }),
         ),
         (
+            "chain height beyond ours",
+            pair.forged_left_proposal(pay(1), |f| f.j_height += MAX_J_HEIGHT_SKEW + 1, &left_key),
+            |e| matches!(e, AccountError::ChainHeightOutOfRange { .. }),
+        ),
+        (
             "time going back",
             pair.forged_left_proposal(pay(1), |f| f.timestamp = 0, &left_key),
             |e| matches!(e, AccountError::TimeWentBack { .. }),
@@ -654,6 +659,34 @@ fn a_refresh_drops_what_expired_and_reports_it_when_committed() {
     )));
     pair.assert_in_sync();
     assert!(pair.left.account.state().locks.is_empty());
+}
+
+#[test]
+fn a_silent_peer_leaves_a_bounded_number_of_frame_versions() {
+    let mut pair = Pair::new();
+    pair.extend_credit(false, 100);
+    pair.left.account.enqueue(AccountTx::DirectPayment {
+        token: TOKEN,
+        amount: 1,
+    });
+    let _unanswered = pair.flush(true).0.unwrap();
+    for _ in 0..(MAX_SUPERSEDED_VERSIONS + 10) {
+        pair.clock.timestamp += REFRESH_AFTER_MS;
+        let clock = pair.clock;
+        assert!(pair.left.account.refresh(clock).reply.proposal.is_some());
+    }
+    assert_eq!(
+        pair.left.account.superseded().len(),
+        MAX_SUPERSEDED_VERSIONS
+    );
+    // The latest version still commits.
+    pair.clock.timestamp += REFRESH_AFTER_MS;
+    let clock = pair.clock;
+    let reply = pair.left.account.refresh(clock).reply;
+    let fresh = pair.left.sign(reply).unwrap();
+    pair.settle(fresh, false);
+    pair.assert_in_sync();
+    assert!(pair.left.account.superseded().is_empty());
 }
 
 // ---- HTLCs ----

@@ -169,12 +169,18 @@ impl EntityState {
                 .and_then(|fee| forwarded.checked_add(fee))
                 .ok_or(EntityTxError::BadRoute("fees overflow"))?;
         }
-        let expiry = |k: usize| {
+        // Route length is bounded, so only the clock inputs can make these overflow.
+        let expiry = |k: usize| -> Result<(u64, u64), EntityTxError> {
             let later = (hops - 1 - k) as u64;
-            (
-                self.timestamp + FINAL_EXPIRY_MS + later * HOP_EXPIRY_MARGIN_MS,
-                self.j_height + FINAL_EXPIRY_BLOCKS + later * HOP_EXPIRY_MARGIN_BLOCKS,
-            )
+            let at = |base: u64, last: u64, margin: u64| {
+                base.checked_add(last)
+                    .and_then(|t| t.checked_add(later * margin))
+                    .ok_or(EntityTxError::BadRoute("expiry out of range"))
+            };
+            Ok((
+                at(self.timestamp, FINAL_EXPIRY_MS, HOP_EXPIRY_MARGIN_MS)?,
+                at(self.j_height, FINAL_EXPIRY_BLOCKS, HOP_EXPIRY_MARGIN_BLOCKS)?,
+            ))
         };
         let mut payload = Vec::new();
         for k in (0..hops).rev() {
@@ -184,7 +190,7 @@ impl EntityState {
                     amount: order.amount,
                 }
             } else {
-                let (expires_at_ms, reveal_before_j_height) = expiry(k + 1);
+                let (expires_at_ms, reveal_before_j_height) = expiry(k + 1)?;
                 HopInstruction::Forward {
                     next: order.route[k + 1].entity,
                     amount: carried[k + 1],
@@ -203,7 +209,7 @@ impl EntityState {
             )
             .map_err(|_| EntityTxError::BadRoute("cannot seal the onion"))?;
         }
-        let (expires_at_ms, reveal_before_j_height) = expiry(0);
+        let (expires_at_ms, reveal_before_j_height) = expiry(0)?;
         let lock_id = self.allocate_lock_id(&first.entity);
         self.enqueue(
             &first.entity,
@@ -264,11 +270,9 @@ impl EntityState {
                 } else if lock.amount < *amount {
                     Err(FailReason::WrongAmount)
                 } else {
-                    outcome.events.push(EntityEvent::PaymentReceived {
-                        hashlock: lock.hashlock,
-                        from: peer,
-                        amount: lock.amount,
-                    });
+                    // Received once the reveal commits (see `follow_htlcs`).
+                    self.receiving
+                        .insert((peer, lock_id), (lock.hashlock, lock.amount));
                     self.enqueue(
                         &peer,
                         AccountTx::HtlcResolve {
@@ -399,14 +403,32 @@ impl EntityState {
                             resolution,
                         } => match self.origins.remove(&(peer, *lock_id)) {
                             Some(origin) => self.outgoing_resolved(origin, resolution, outcome),
-                            // The sender of an incoming lock cancelled it after expiry.
+                            // An incoming lock: our reveal as its receiver committed, or its
+                            // sender cancelled it after expiry.
                             None => {
                                 self.awaiting.remove(&(peer, *lock_id));
+                                let received = self.receiving.remove(&(peer, *lock_id));
+                                if let (Some((hashlock, amount)), HtlcResolution::Secret(_)) =
+                                    (received, resolution)
+                                {
+                                    outcome.events.push(EntityEvent::PaymentReceived {
+                                        hashlock,
+                                        from: peer,
+                                        amount,
+                                    });
+                                }
                             }
                         },
                         _ => {}
                     }
                 }
+            }
+            AccountEvent::TxDropped {
+                tx: AccountTx::HtlcResolve { lock_id, .. },
+                ..
+            } => {
+                // Our reveal came too late: the payment was not received.
+                self.receiving.remove(&(peer, *lock_id));
             }
             AccountEvent::TxDropped {
                 tx: AccountTx::HtlcLock { lock_id, .. },

@@ -220,6 +220,9 @@ pub struct EntityState {
     pub origins: BTreeMap<(EntityId, u64), Origin>,
     /// Incoming locks whose onion our proposer has yet to decrypt: their payloads.
     pub awaiting: BTreeMap<(EntityId, u64), Vec<u8>>,
+    /// Incoming locks we are the receiver of and revealed: (hashlock, amount), until the
+    /// reveal commits.
+    pub receiving: BTreeMap<(EntityId, u64), (Hash, u128)>,
     /// ECDH secrets of the onion sessions we seal to.
     #[serde(skip)]
     pub(crate) onion_cache: OnionCache,
@@ -243,6 +246,7 @@ impl EntityState {
             finished_payments: VecDeque::new(),
             origins: BTreeMap::new(),
             awaiting: BTreeMap::new(),
+            receiving: BTreeMap::new(),
             onion_cache: OnionCache::default(),
         }
     }

@@ -294,7 +294,7 @@ impl Network {
                 }
             }
             assert!(
-                state.awaiting.is_empty() && state.origins.is_empty(),
+                state.awaiting.is_empty() && state.origins.is_empty() && state.receiving.is_empty(),
                 "{i}: HTLC books"
             );
         }
@@ -336,6 +336,12 @@ fn payments_over_one_to_five_hops_settle_and_pay_every_hop_its_fee() {
         );
         let after: Vec<i128> = (0..6).map(|i| net.worth(i)).collect();
         assert_eq!(after[hops] - before[hops], 1_000, "{hops} hops: receiver");
+        assert_eq!(
+            received(&net, hops),
+            vec![hashlock],
+            "{hops} hops: received once"
+        );
+        net.events.clear();
         for hop in 1..hops {
             // Each hop forwards 1,000 plus the later fees and keeps its own: 2 + 0.1%.
             assert!(
@@ -533,6 +539,20 @@ fn a_wrong_route_is_refused_by_the_hop_that_sees_it() {
     net.assert_settled();
 }
 
+/// The payments node `at` reported received.
+fn received(net: &Network, at: usize) -> Vec<Hash> {
+    net.events
+        .iter()
+        .filter_map(|(node, event)| match event {
+            RuntimeEvent::Entity {
+                event: crate::entity::EntityEvent::PaymentReceived { hashlock, .. },
+                ..
+            } if *node == at => Some(*hashlock),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The `ForwardRefused` reasons node `at` reported.
 fn refusals(net: &Network, at: usize) -> Vec<FailReason> {
     net.events
@@ -688,6 +708,10 @@ fn a_receiver_that_reveals_only_after_expiry_gets_nothing_and_no_hop_loses() {
         net.tick(crate::entity::HOP_EXPIRY_MARGIN_MS);
     }
     assert!(matches!(net.status(0, &hashlock), PaymentStatus::Failed(_)));
+    assert!(
+        received(&net, 3).is_empty(),
+        "the receiver was not told it was paid"
+    );
     let after: Vec<i128> = (0..4).map(|i| net.worth(i)).collect();
     assert_eq!(before, after, "the late reveal moved nothing");
     net.assert_settled();
