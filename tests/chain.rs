@@ -673,6 +673,135 @@ async fn dispute_with_an_old_proof_is_countered_with_the_newer_one_which_wins() 
 }
 
 #[tokio::test]
+async fn a_right_proposal_that_lost_a_collision_cannot_beat_lefts_frame_at_that_height() {
+    let net = Net::start().await;
+    let token = net.token_id;
+    let mut pair = Pair::new(net.j.domain(), Entity::single(92), Entity::single(93));
+    let a_is_left = pair.a_is_left();
+    let (left, right) = if a_is_left {
+        (pair.a.clone(), pair.b.clone())
+    } else {
+        (pair.b.clone(), pair.a.clone())
+    };
+    pair.extend_credit(true, token, 1_000);
+    pair.extend_credit(false, token, 1_000);
+    net.deposit(&left, 500).await;
+
+    // Both propose the next height: RIGHT pays LEFT 10, LEFT pays RIGHT 500.
+    let clock = pair.clock;
+    let (left_account, right_account) = if a_is_left {
+        (&mut pair.account_a, &mut pair.account_b)
+    } else {
+        (&mut pair.account_b, &mut pair.account_a)
+    };
+    right_account.enqueue(AccountTx::DirectPayment { token, amount: 10 });
+    let right_reply = right_account.flush(clock).reply;
+    let lost = right_account.pending().unwrap().clone();
+    let lost_proposal = right_reply
+        .sign(right.id, left.id, |h| right.sign(h))
+        .unwrap()
+        .proposal
+        .unwrap();
+    left_account.enqueue(AccountTx::DirectPayment { token, amount: 500 });
+    let left_proposal = left_account
+        .flush(clock)
+        .reply
+        .sign(left.id, right.id, |h| left.sign(h))
+        .unwrap();
+    // LEFT's frame wins: RIGHT drops its own and ACKs LEFT's (the payment it proposes again
+    // at the next height is not delivered: LEFT stops answering).
+    let clock = pair.clock;
+    let (left_account, right_account) = if a_is_left {
+        (&mut pair.account_a, &mut pair.account_b)
+    } else {
+        (&mut pair.account_b, &mut pair.account_a)
+    };
+    let step = right_account
+        .receive(&left_proposal, &left.board, clock)
+        .unwrap();
+    let mut ack = step
+        .reply
+        .sign(right.id, left.id, |h| right.sign(h))
+        .unwrap();
+    ack.proposal = None;
+    left_account.receive(&ack, &right.board, clock).unwrap();
+    let (left_account, right_account) = (&*left_account, &*right_account);
+    assert_eq!(left_account.state().hash(), right_account.state().hash());
+    let committed_height = lost.frame.height;
+
+    // A cheating LEFT starts a dispute with RIGHT's signature over the frame that lost.
+    let cheat = DisputeProof {
+        header: lost.frame.header(),
+        peer_signature: lost_proposal.signature.clone(),
+    };
+    let cheat = encode::dispute_proof(
+        left_account.key(),
+        &right.id,
+        &right.board,
+        &cheat,
+        &lost.state,
+    )
+    .unwrap();
+    net.batch(&left, vec![ChainOp::StartDispute(Box::new(cheat))])
+        .await
+        .unwrap();
+    // RIGHT counters with LEFT's signature over LEFT's frame at the same height, and wins.
+    let right_proof = (
+        right_account.proof().unwrap().clone(),
+        right_account.state().clone(),
+    );
+    assert!(right_proof.0.header.height >= committed_height);
+    let honest = encode::dispute_proof(
+        right_account.key(),
+        &left.id,
+        &left.board,
+        &right_proof.0,
+        &right_proof.1,
+    )
+    .unwrap();
+    net.batch(
+        &right,
+        vec![ChainOp::CounterDispute(Box::new(honest.clone()))],
+    )
+    .await
+    .unwrap();
+    // The lost frame cannot come back: a RIGHT proposal does not beat LEFT's at a height.
+    let again = DisputeProof {
+        header: lost.frame.header(),
+        peer_signature: lost_proposal.signature,
+    };
+    let again = encode::dispute_proof(
+        left_account.key(),
+        &right.id,
+        &right.board,
+        &again,
+        &lost.state,
+    )
+    .unwrap();
+    reverted_with(
+        net.batch(&left, vec![ChainOp::CounterDispute(Box::new(again))])
+            .await,
+        "StaleProof",
+    );
+
+    // Finalized by the honest proof: LEFT's 500 to RIGHT stands, paid from LEFT's reserve.
+    let deadline = net
+        .j
+        .account_info(&left.id, &right.id)
+        .await
+        .unwrap()
+        .dispute
+        .unwrap()
+        .deadline;
+    let now = net.j.block_number().await.unwrap();
+    net.mine(deadline + 1 - now).await;
+    let right_before = net.reserve(&right).await;
+    net.j.finalize_dispute(&left.id, &right.id).await.unwrap();
+    assert_eq!(right_proof.1.deltas[&token].total().unwrap(), -500);
+    assert_eq!(net.reserve(&right).await, right_before + U256::from(500u64));
+}
+
+#[tokio::test]
 async fn dispute_where_credit_exceeded_collateral_records_a_debt() {
     let net = Net::start().await;
     let token = net.token_id;

@@ -109,6 +109,7 @@ contract Depository {
         uint64 deadline; // last block in which the dispute can be countered
         bytes32 startedBy;
         bytes32 frameHash;
+        bool byLeft; // whether the current proof's frame was proposed by LEFT
     }
 
     struct Account {
@@ -528,36 +529,43 @@ contract Depository {
         (bytes32 left, bytes32 right) = _order(entity, proof.counterparty);
         Account storage account = _account(left, right);
         if (account.dispute.height != 0) revert DisputeAlreadyActive(left, right);
-        bytes32 frameHash = _acceptProof(account, left, right, proof, account.finalizedHeight);
+        bytes32 frameHash = _acceptProof(account, left, right, proof, account.finalizedHeight, false);
         uint64 deadline = uint64(block.number) + disputeWindow;
-        account.dispute = Dispute(proof.frame.height, deadline, entity, frameHash);
+        account.dispute = Dispute(proof.frame.height, deadline, entity, frameHash, proof.frame.byLeft);
         emit DisputeStarted(left, right, entity, proof.frame.height, frameHash, deadline);
     }
 
     /// Either party may counter with a frame signed by the other one that is newer than the
-    /// current proof; the deadline does not move.
+    /// current proof, or at the same height proposed by LEFT where the current one was proposed
+    /// by RIGHT: when both sides propose a height, LEFT's frame is the one that commits, so a
+    /// RIGHT proposal at that height may be one that never did. The deadline does not move.
     function _counterDispute(bytes32 entity, DisputeProof memory proof) private {
         (bytes32 left, bytes32 right) = _order(entity, proof.counterparty);
         Account storage account = _account(left, right);
         Dispute storage dispute = account.dispute;
         if (dispute.height == 0) revert NoActiveDispute(left, right);
         if (block.number > dispute.deadline) revert DisputeWindowClosed(dispute.deadline);
-        bytes32 frameHash = _acceptProof(account, left, right, proof, dispute.height);
+        bytes32 frameHash = _acceptProof(account, left, right, proof, dispute.height, !dispute.byLeft);
         dispute.height = proof.frame.height;
         dispute.frameHash = frameHash;
+        dispute.byLeft = proof.frame.byLeft;
         emit DisputeCountered(left, right, entity, proof.frame.height, frameHash);
     }
 
-    /// Checks that the proof is newer than `mustExceed` and signed by the counterparty, and records
-    /// its offdeltas (zero for account tokens absent from it). Returns its frame hash.
+    /// Checks that the proof is newer than `mustExceed` (or, where `leftMayTie`, at that height and
+    /// proposed by LEFT) and signed by the counterparty, and records its offdeltas (zero for
+    /// account tokens absent from it). Returns its frame hash.
     function _acceptProof(
         Account storage account,
         bytes32 left,
         bytes32 right,
         DisputeProof memory proof,
-        uint64 mustExceed
+        uint64 mustExceed,
+        bool leftMayTie
     ) private returns (bytes32 frameHash) {
-        if (proof.frame.height <= mustExceed) revert StaleProof(proof.frame.height, mustExceed);
+        uint64 height = proof.frame.height;
+        bool newer = height > mustExceed || (leftMayTie && height == mustExceed && proof.frame.byLeft);
+        if (!newer) revert StaleProof(height, mustExceed);
         frameHash = accountFrameHash(left, right, proof.frame);
         _requireQuorum(proof.counterparty, proof.counterpartyBoard, frameHash, proof.counterpartySigs);
 

@@ -220,11 +220,18 @@ impl Board {
         if known.is_some() {
             return known;
         }
-        let key = signature.recover_key(digest).ok()?;
-        let index = self
-            .members
-            .iter()
-            .position(|m| m.signer == key.address())?;
+        // v is only a hint (see `Signature::verify`): the other v is tried too, so that a
+        // signature counts the same on every board.
+        let mut other_v = *signature;
+        other_v.0[64] ^= 27 ^ 28;
+        let (index, key) = [signature, &other_v].into_iter().find_map(|candidate| {
+            let key = candidate.recover_key(digest).ok()?;
+            let index = self
+                .members
+                .iter()
+                .position(|m| m.signer == key.address())?;
+            Some((index, key))
+        })?;
         if counted[index] {
             return None;
         }
