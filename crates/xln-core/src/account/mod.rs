@@ -16,5 +16,5 @@ pub use machine::{
 };
 pub use tx::{
     AccountState, AccountTx, Clock, FailReason, Failure, Htlc, HtlcResolution, MAX_HTLC_PAYLOAD,
-    TxError,
+    MAX_LOCKS_PER_ACCOUNT, TxError,
 };

@@ -872,6 +872,35 @@ fn htlc_holds_count_in_rcpan_and_settle_with_the_secret() {
 }
 
 #[test]
+fn an_account_holds_a_bounded_number_of_locks() {
+    let now = Clock {
+        timestamp: 1_000,
+        j_height: 10,
+    };
+    let mut state = credit_state();
+    state
+        .apply(
+            &AccountTx::SetCreditLimit {
+                token: TOKEN,
+                amount: 1_000_000,
+            },
+            Side::Right,
+            now,
+        )
+        .unwrap();
+    for i in 0..MAX_LOCKS_PER_ACCOUNT as u64 {
+        state
+            .apply(&lock(2 * i, &[1; 32], 1, 2_000, 20), Side::Left, now)
+            .unwrap();
+    }
+    let next = lock(2 * MAX_LOCKS_PER_ACCOUNT as u64, &[1; 32], 1, 2_000, 20);
+    assert_eq!(
+        state.apply(&next, Side::Left, now),
+        Err(TxError::TooManyLocks)
+    );
+}
+
+#[test]
 fn htlc_cancel_rules() {
     let secret = [3u8; 32];
     let now = Clock {

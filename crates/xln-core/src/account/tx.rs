@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 /// The largest forwarding payload an HTLC may carry, in bytes.
 pub const MAX_HTLC_PAYLOAD: usize = 4096;
+/// The most HTLCs one account may have in flight: bounds what a peer can make us hold.
+pub const MAX_LOCKS_PER_ACCOUNT: usize = 10_000;
 
 /// A transaction inside an account frame, always read from the proposer's side: the proposer
 /// pays, the proposer sets the credit it extends. New kinds (HTLCs, swaps, chain-observed
@@ -131,6 +133,8 @@ pub enum TxError {
     PayloadTooLarge(usize),
     #[error("lock {0} belongs to the other side's numbering (LEFT even, RIGHT odd)")]
     LockIdOfOtherSide(u64),
+    #[error("the account has {MAX_LOCKS_PER_ACCOUNT} locks in flight already")]
+    TooManyLocks,
     #[error("lock {0} exists already")]
     DuplicateLock(u64),
     #[error("no lock {0}")]
@@ -282,6 +286,9 @@ impl AccountState {
                 }
                 if self.locks.contains_key(&lock_id) {
                     return Err(TxError::DuplicateLock(lock_id));
+                }
+                if self.locks.len() >= MAX_LOCKS_PER_ACCOUNT {
+                    return Err(TxError::TooManyLocks);
                 }
                 let lock = Htlc {
                     sender: by,

@@ -16,8 +16,9 @@ use std::collections::BTreeMap;
 
 /// Most transactions one entity frame may carry.
 pub const MAX_ENTITY_FRAME_TXS: usize = 10_000;
-/// How far ahead of a member's clock a proposal's timestamp may be, in milliseconds.
-pub const MAX_ENTITY_CLOCK_SKEW_MS: u64 = 60_000;
+/// How far from a member's clock a proposal's timestamp may be, either way, in milliseconds:
+/// the entity's time stamps its account frames, which peers take only as fresh as this.
+pub const MAX_ENTITY_CLOCK_SKEW_MS: u64 = crate::account::MAX_CLOCK_SKEW_MS;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityFrame {
@@ -387,6 +388,11 @@ impl EntityReplica {
                 hash,
                 locked.signatures.clone(),
             )]);
+        }
+        // A proposal must be fresh; a commit (checked by `replay` alone) may come late to a
+        // member that missed it.
+        if frame.timestamp.saturating_add(MAX_ENTITY_CLOCK_SKEW_MS) < now {
+            return Err(ConsensusError::BadTimestamp { height });
         }
         let (state, outcome) = self.replay(frame, now)?;
         let signatures = sign_all(key, &hash, &outcome.digests());

@@ -384,6 +384,7 @@ fn forwarding_from_outside_the_board_is_refused() {
 #[test]
 fn a_member_whose_replay_differs_refuses() {
     let mut cluster = Cluster::new(&[1, 1, 1, 1], 3);
+    cluster.now = 3 * MAX_ENTITY_CLOCK_SKEW_MS;
     let tampered = cluster.frame(block(4), true);
     let future = EntityFrame {
         height: 2,
@@ -404,6 +405,20 @@ fn a_member_whose_replay_differs_refuses() {
             from: 0,
             message: cluster.propose_message(&future, 0),
             expect: Expect::Refused(|e| matches!(e, ConsensusError::Future { .. })),
+            heights_after: vec![0, 0, 0, 0],
+        },
+        Step {
+            what: "a proposal stamped too long ago",
+            to: 1,
+            from: 0,
+            message: cluster.propose_message(
+                &EntityFrame {
+                    timestamp: 0,
+                    ..cluster.frame(block(4), false)
+                },
+                0,
+            ),
+            expect: Expect::Refused(|e| matches!(e, ConsensusError::BadTimestamp { .. })),
             heights_after: vec![0, 0, 0, 0],
         },
         Step {
