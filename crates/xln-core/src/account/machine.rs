@@ -573,10 +573,7 @@ impl Account {
             return;
         }
         let side = self.side();
-        let frame_clock = Clock {
-            timestamp: clock.timestamp.max(self.last.timestamp),
-            j_height: clock.j_height.max(self.last.j_height),
-        };
+        let frame_clock = self.next_frame_clock(clock);
         let mut state = self.state.clone();
         let mut txs = Vec::new();
         while txs.len() < MAX_FRAME_TXS {
@@ -601,12 +598,7 @@ impl Account {
             by_left: side == Side::Left,
         };
         let hash = frame.hash(&self.key);
-        let peer_is_left = side == Side::Right;
-        if step.reply.ack.is_none() && self.height > 0 && self.last.by_left == peer_is_left {
-            // Carry the ACK of the peer's last frame again, so that the proposal can be
-            // applied even if it overtakes the message that first carried the ACK.
-            step.reply.ack = Some((self.height, self.last.hash));
-        }
+        self.carry_last_ack(step);
         step.reply.proposal = Some((frame.clone(), hash));
         self.pending = Some(PendingFrame {
             frame,
@@ -614,6 +606,23 @@ impl Account {
             state,
             dropped: Vec::new(),
         });
+    }
+
+    /// The stamp of our next frame: never behind the last one.
+    fn next_frame_clock(&self, clock: Clock) -> Clock {
+        Clock {
+            timestamp: clock.timestamp.max(self.last.timestamp),
+            j_height: clock.j_height.max(self.last.j_height),
+        }
+    }
+
+    /// Puts the ACK of the peer's last frame on our proposal again, so that the proposal can
+    /// be applied even if it overtakes the message that first carried the ACK.
+    fn carry_last_ack(&self, step: &mut Step) {
+        let peer_is_left = self.side() == Side::Right;
+        if step.reply.ack.is_none() && self.height > 0 && self.last.by_left == peer_is_left {
+            step.reply.ack = Some((self.height, self.last.hash));
+        }
     }
 
     /// Whether our frame in flight is old enough to be re-stamped.
@@ -636,10 +645,7 @@ impl Account {
             return step;
         };
         let side = self.side();
-        let frame_clock = Clock {
-            timestamp: clock.timestamp.max(self.last.timestamp),
-            j_height: clock.j_height.max(self.last.j_height),
-        };
+        let frame_clock = self.next_frame_clock(clock);
         let mut state = self.state.clone();
         let mut txs = Vec::new();
         let mut dropped = old.dropped.clone();
@@ -657,9 +663,7 @@ impl Account {
             ..old.frame.clone()
         };
         let hash = frame.hash(&self.key);
-        if self.height > 0 && self.last.by_left == (side == Side::Right) {
-            step.reply.ack = Some((self.height, self.last.hash));
-        }
+        self.carry_last_ack(&mut step);
         step.reply.proposal = Some((frame.clone(), hash));
         if let Some(old) = self.pending.replace(PendingFrame {
             frame,

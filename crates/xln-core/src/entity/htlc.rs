@@ -127,6 +127,16 @@ impl EntityState {
         }
     }
 
+    fn cancel(&mut self, peer: &EntityId, lock_id: u64, failure: Failure) {
+        self.enqueue(
+            peer,
+            AccountTx::HtlcResolve {
+                lock_id,
+                resolution: HtlcResolution::Cancel(failure),
+            },
+        );
+    }
+
     /// Starts a payment: locks on the first hop with the whole onion.
     pub(super) fn start_payment(
         &mut self,
@@ -307,13 +317,7 @@ impl EntityState {
             outcome
                 .events
                 .push(EntityEvent::ForwardRefused { peer, failure });
-            self.enqueue(
-                &peer,
-                AccountTx::HtlcResolve {
-                    lock_id,
-                    resolution: HtlcResolution::Cancel(failure),
-                },
-            );
+            self.cancel(&peer, lock_id, failure);
         }
         Ok(())
     }
@@ -530,13 +534,7 @@ impl EntityState {
             outcome
                 .events
                 .push(EntityEvent::LockExpired { peer, lock_id });
-            self.enqueue(
-                &peer,
-                AccountTx::HtlcResolve {
-                    lock_id,
-                    resolution: HtlcResolution::Cancel(failure),
-                },
-            );
+            self.cancel(&peer, lock_id, failure);
         }
         Ok(())
     }
