@@ -1,0 +1,233 @@
+//! Persistence in redb (ARCHITECTURE.md, store): the write-ahead log of runtime inputs and
+//! snapshots of the runtime state.
+//!
+//! The contract with the node: an input is appended, with the state hash it leads to, before any
+//! output it caused leaves the process. Recovery is the latest snapshot that checks out, plus
+//! the inputs after it, each of which must reproduce its recorded hash.
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::Path;
+use xln_core::codec::{decode, encode};
+use xln_core::crypto::{Hash, keccak256};
+use xln_core::runtime::{RuntimeInput, RuntimeState};
+
+/// Every table, in one place.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Input number → state hash after it (32 bytes) ‖ the input (postcard).
+const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
+/// Number of the last input it includes → keccak of the state (32 bytes) ‖ the state (postcard).
+const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
+
+const SCHEMA_KEY: &str = "schema_version";
+/// The layout of the tables above. A database from a newer version is refused.
+pub const SCHEMA_VERSION: u64 = 1;
+/// Snapshots kept: an older one to fall back on if the newest does not check out.
+const KEPT_SNAPSHOTS: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(String),
+    #[error(
+        "the database has schema version {found}, newer than the {SCHEMA_VERSION} this xln \
+         understands: use a newer xln"
+    )]
+    NewerSchema { found: u64 },
+    #[error("input {seq} does not follow the last stored input {last}")]
+    OutOfOrder { seq: u64, last: u64 },
+}
+
+fn db_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An input to replay, and the state hash it must lead to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedInput {
+    pub seq: u64,
+    pub input: RuntimeInput,
+    pub state_hash: Hash,
+}
+
+/// What start-up resumes from.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The snapshot's state (empty without one) and the number of its last input.
+    pub state: RuntimeState,
+    pub snapshot_seq: u64,
+    pub replay: Vec<LoggedInput>,
+    /// What was found damaged and skipped: for the node to log as warnings.
+    pub warnings: Vec<String>,
+}
+
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Opens (or creates) the database and checks its schema version.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path).map_err(db_error)?;
+        let txn = db.begin_write().map_err(db_error)?;
+        {
+            let mut meta = txn.open_table(META).map_err(db_error)?;
+            let found = meta.get(SCHEMA_KEY).map_err(db_error)?.map(|v| v.value());
+            match found {
+                Some(found) if found > SCHEMA_VERSION => {
+                    return Err(StoreError::NewerSchema { found });
+                }
+                Some(_) => {}
+                None => {
+                    meta.insert(SCHEMA_KEY, SCHEMA_VERSION).map_err(db_error)?;
+                }
+            }
+            txn.open_table(WAL).map_err(db_error)?;
+            txn.open_table(SNAPSHOTS).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)?;
+        Ok(Self { db })
+    }
+
+    /// Durably appends input `seq` (the next after the last) and the state hash it led to.
+    pub fn append(&self, seq: u64, input: &RuntimeInput, state_hash: &Hash) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut wal = txn.open_table(WAL).map_err(db_error)?;
+            let last = wal
+                .last()
+                .map_err(db_error)?
+                .map(|(k, _)| k.value())
+                .unwrap_or(0);
+            if seq <= last {
+                return Err(StoreError::OutOfOrder { seq, last });
+            }
+            let mut value = state_hash.0.to_vec();
+            value.extend(encode(input));
+            wal.insert(seq, value.as_slice()).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    /// Stores the state after input `seq`, keeps the last two snapshots and drops the inputs
+    /// the older of them already includes.
+    pub fn snapshot(&self, seq: u64, state: &RuntimeState) -> Result<()> {
+        let bytes = encode(state);
+        let mut value = keccak256(&bytes).0.to_vec();
+        value.extend(bytes);
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut snapshots = txn.open_table(SNAPSHOTS).map_err(db_error)?;
+            snapshots.insert(seq, value.as_slice()).map_err(db_error)?;
+            let kept: Vec<u64> = snapshots
+                .iter()
+                .map_err(db_error)?
+                .rev()
+                .filter_map(|entry| entry.ok().map(|(k, _)| k.value()))
+                .collect();
+            for old in kept.iter().skip(KEPT_SNAPSHOTS) {
+                snapshots.remove(*old).map_err(db_error)?;
+            }
+            if let Some(oldest_kept) = kept.iter().take(KEPT_SNAPSHOTS).next_back() {
+                let mut wal = txn.open_table(WAL).map_err(db_error)?;
+                wal.retain(|k, _| k > *oldest_kept).map_err(db_error)?;
+            }
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    /// The newest snapshot that checks out and the inputs after it, up to the first damaged
+    /// one (a torn tail: it and what follows are dropped, with a warning).
+    pub fn recover(&self) -> Result<Recovered> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let snapshots = txn.open_table(SNAPSHOTS).map_err(db_error)?;
+        let wal = txn.open_table(WAL).map_err(db_error)?;
+        let mut recovered = Recovered::default();
+        let candidates: Vec<(u64, Vec<u8>)> = snapshots
+            .iter()
+            .map_err(db_error)?
+            .rev()
+            .filter_map(|entry| entry.ok().map(|(k, v)| (k.value(), v.value().to_vec())))
+            .collect();
+        let first_logged = wal.first().map_err(db_error)?.map(|(k, _)| k.value());
+        for (seq, value) in candidates {
+            match load_snapshot(&value) {
+                // Usable only if the log still holds every input after it.
+                Some(state) if first_logged.is_none_or(|first| first <= seq + 1) => {
+                    recovered.state = state;
+                    recovered.snapshot_seq = seq;
+                    break;
+                }
+                Some(_) => recovered
+                    .warnings
+                    .push(format!("snapshot {seq}: the inputs after it are gone")),
+                None => recovered
+                    .warnings
+                    .push(format!("snapshot {seq} is damaged; trying an older one")),
+            }
+        }
+        for entry in wal.range(recovered.snapshot_seq + 1..).map_err(db_error)? {
+            let (key, value) = entry.map_err(db_error)?;
+            let seq = key.value();
+            match load_input(value.value()) {
+                Some((state_hash, input)) => recovered.replay.push(LoggedInput {
+                    seq,
+                    input,
+                    state_hash,
+                }),
+                None => {
+                    recovered.warnings.push(format!(
+                        "input {seq} is damaged: the log is cut there (a torn write)"
+                    ));
+                    break;
+                }
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// Removes inputs from `seq` on: what `recover` reported as a torn tail.
+    pub fn truncate_from(&self, seq: u64) -> Result<()> {
+        let txn = self.db.begin_write().map_err(db_error)?;
+        {
+            let mut wal = txn.open_table(WAL).map_err(db_error)?;
+            wal.retain(|k, _| k < seq).map_err(db_error)?;
+        }
+        txn.commit().map_err(db_error)
+    }
+
+    #[cfg(test)]
+    fn put_raw(&self, table: TableDefinition<u64, &[u8]>, key: u64, value: &[u8]) {
+        let txn = self.db.begin_write().unwrap();
+        txn.open_table(table).unwrap().insert(key, value).unwrap();
+        txn.commit().unwrap();
+    }
+
+    #[cfg(test)]
+    fn set_schema(&self, version: u64) {
+        let txn = self.db.begin_write().unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert(SCHEMA_KEY, version)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+}
+
+fn load_snapshot(value: &[u8]) -> Option<RuntimeState> {
+    let (hash, bytes) = value.split_at_checked(32)?;
+    if keccak256(bytes).0 != *hash {
+        return None;
+    }
+    decode("snapshot", bytes).ok()
+}
+
+fn load_input(value: &[u8]) -> Option<(Hash, RuntimeInput)> {
+    let (hash, bytes) = value.split_at_checked(32)?;
+    let hash = Hash(hash.try_into().ok()?);
+    Some((hash, decode("logged input", bytes).ok()?))
+}
+
+#[cfg(test)]
+mod tests;
