@@ -62,11 +62,11 @@ pub enum EntityMessage {
         frame_hash: Hash,
         signatures: Vec<Signature>,
     },
-    /// The frame with a quorum over its hash and over each account frame hash.
+    /// The frame with a quorum over its hash. (The quorums over the account frame hashes go
+    /// out on the proposer's account messages.)
     Commit {
         frame: EntityFrame,
         certificate: QuorumSignature,
-        account_signatures: Vec<QuorumSignature>,
     },
 }
 
@@ -244,11 +244,9 @@ impl EntityReplica {
                 frame_hash,
                 signatures,
             } => self.on_precommit(height, frame_hash, signatures),
-            EntityMessage::Commit {
-                frame,
-                certificate,
-                account_signatures: _,
-            } => self.on_commit(&frame, &certificate, now),
+            EntityMessage::Commit { frame, certificate } => {
+                self.on_commit(&frame, &certificate, now)
+            }
         }
     }
 
@@ -547,7 +545,6 @@ impl EntityReplica {
                     message: EntityMessage::Commit {
                         frame: in_flight.frame.clone(),
                         certificate: certificate.clone(),
-                        account_signatures: account_signatures.clone(),
                     },
                 });
             }

@@ -94,7 +94,6 @@ impl Cluster {
             certificate: QuorumSignature(
                 signers.iter().map(|&i| self.keys[i].sign(&hash)).collect(),
             ),
-            account_signatures: vec![],
         }
     }
 
@@ -280,7 +279,6 @@ fn forged_duplicated_and_short_signatures_do_not_count() {
     let cert = |sigs: Vec<Signature>| EntityMessage::Commit {
         frame: frame.clone(),
         certificate: QuorumSignature(sigs),
-        account_signatures: vec![],
     };
     let sig = |i: usize| cluster.keys[i].sign(&hash);
     let no_quorum = |e: &ConsensusError| matches!(e, ConsensusError::NoQuorum { .. });

@@ -225,15 +225,20 @@ impl Network {
 
     /// Starts a payment from `path[0]` along the rest of `path`; returns its hashlock.
     fn pay(&mut self, path: &[usize], amount: u128, secret: u8) -> Hash {
+        let route = self.route(&path[1..]);
+        self.pay_along(path[0], route, amount, secret)
+    }
+
+    /// Starts a payment from node `from` along `route`; returns its hashlock.
+    fn pay_along(&mut self, from: usize, route: Vec<RouteHop>, amount: u128, secret: u8) -> Hash {
         let preimage = Preimage([secret; 32]);
         let order = PaymentOrder {
             token: TOKEN,
             amount,
-            route: self.route(&path[1..]),
+            route,
             preimage,
             seed: [secret.wrapping_add(1); 32],
         };
-        let from = path[0];
         self.input(
             from,
             vec![Command::Submit {
@@ -417,21 +422,7 @@ fn a_route_found_over_gossiped_profiles_carries_the_payment() {
     let route = &routes[0];
     let hops = RouteHop::from_route(route, &store).unwrap();
     let before = net.worth(4);
-    let order = PaymentOrder {
-        token: TOKEN,
-        amount: 2_000,
-        route: hops,
-        preimage: Preimage([77; 32]),
-        seed: [78; 32],
-    };
-    net.input(
-        0,
-        vec![Command::Submit {
-            entity: net.nodes[0].id,
-            txs: vec![EntityTx::Pay(Box::new(order))],
-        }],
-    );
-    let hashlock = crate::crypto::keccak256(&[77; 32]);
+    let hashlock = net.pay_along(0, hops, 2_000, 77);
     let payment = net.entity(0).payments[&hashlock].clone();
     assert!(matches!(payment.status, PaymentStatus::Succeeded { .. }));
     assert_eq!(payment.sent, route.amounts[0], "the fee routing predicted");
@@ -517,21 +508,7 @@ fn a_wrong_route_is_refused_by_the_hop_that_sees_it() {
     let cheap = FeePolicy { base: 0, ppm: 0 };
     let mut route = net.route(&[1, 2]);
     route[0].fee = cheap;
-    let order = PaymentOrder {
-        token: TOKEN,
-        amount: 100,
-        route,
-        preimage: Preimage([4; 32]),
-        seed: [5; 32],
-    };
-    net.input(
-        0,
-        vec![Command::Submit {
-            entity: net.nodes[0].id,
-            txs: vec![EntityTx::Pay(Box::new(order))],
-        }],
-    );
-    let hashlock = crate::crypto::keccak256(&[4; 32]);
+    let hashlock = net.pay_along(0, route, 100, 4);
     assert!(matches!(
         net.status(0, &hashlock),
         PaymentStatus::Failed(f) if f.reason == FailReason::FeeTooLow
@@ -576,21 +553,7 @@ fn onions_that_do_not_open_or_ask_too_much_are_refused_and_nothing_moves() {
     // A route that names the wrong key for node 1: its layer does not open.
     let mut route = net.route(&[1, 2]);
     route[0].key = net.nodes[2].key.public_key();
-    let order = PaymentOrder {
-        token: TOKEN,
-        amount: 100,
-        route,
-        preimage: Preimage([51; 32]),
-        seed: [52; 32],
-    };
-    net.input(
-        0,
-        vec![Command::Submit {
-            entity: net.nodes[0].id,
-            txs: vec![EntityTx::Pay(Box::new(order))],
-        }],
-    );
-    let hashlock = crate::crypto::keccak256(&[51; 32]);
+    let hashlock = net.pay_along(0, route, 100, 51);
     assert!(matches!(
         net.status(0, &hashlock),
         PaymentStatus::Failed(f) if f.reason == FailReason::BadOnion && f.hop == net.nodes[1].id

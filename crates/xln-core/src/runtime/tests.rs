@@ -124,21 +124,23 @@ fn credit(peer: EntityId, amount: u128) -> EntityTx {
     }
 }
 
+/// A 2-of-3 board of equal weights.
+fn two_of_three(keys: &[SignerKey; 3]) -> Board {
+    let members = keys
+        .iter()
+        .map(|k| BoardMember {
+            signer: k.address(),
+            weight: 1,
+        })
+        .collect();
+    Board::new(2, members).unwrap()
+}
+
 #[test]
 fn hub_with_a_two_of_three_board_serves_two_wallets() {
     // Runtimes 0..3: the hub's three members. Runtimes 3, 4: the wallets.
     let hub_keys = [key(1), key(2), key(3)];
-    let hub_board = Board::new(
-        2,
-        hub_keys
-            .iter()
-            .map(|k| BoardMember {
-                signer: k.address(),
-                weight: 1,
-            })
-            .collect(),
-    )
-    .unwrap();
+    let hub_board = two_of_three(&hub_keys);
     let hub = hub_board.lazy_entity_id();
     let wallet_keys = [key(21), key(22)];
     let wallet_boards: Vec<Board> = wallet_keys
@@ -226,17 +228,7 @@ fn hub_with_a_two_of_three_board_serves_two_wallets() {
 #[test]
 fn the_hub_keeps_committing_with_one_member_offline_and_stops_with_two() {
     let hub_keys = [key(1), key(2), key(3)];
-    let board = Board::new(
-        2,
-        hub_keys
-            .iter()
-            .map(|k| BoardMember {
-                signer: k.address(),
-                weight: 1,
-            })
-            .collect(),
-    )
-    .unwrap();
+    let board = two_of_three(&hub_keys);
     let hub = board.lazy_entity_id();
     let mut runtimes: Vec<Runtime> = hub_keys.iter().map(|k| Runtime::new([k.clone()])).collect();
     for (r, k) in runtimes.iter_mut().zip(&hub_keys) {
