@@ -1,5 +1,6 @@
-//! The `xln` node's adapters around the pure core (`xln-core`): the chain adapter (alloy) and
-//! the store (redb).
+//! The `xln` node and its adapters around the pure core (`xln-core`): the control API, the
+//! chain adapter (alloy) and the store (redb).
 
+pub mod api;
 pub mod chain;
 pub mod store;

@@ -1,0 +1,367 @@
+//! The control API: what the CLI and the console ask of a node, and what it answers.
+//!
+//! The same types serve an embedded node (through a channel) and a running `xln node`
+//! (as JSON lines over its unix socket). [`NodeView`] is the read-only picture the console
+//! draws; the node rebuilds it after every input.
+
+use serde::{Deserialize, Serialize};
+use xln_core::board::EntityId;
+use xln_core::crypto::{Address, Hash};
+use xln_core::delta::TokenId;
+
+/// One request to the node. Amounts are in the token's smallest unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// The whole view (what the console draws).
+    View,
+    Status,
+    Accounts,
+    /// `peer` is an entity id or a profile name.
+    OpenAccount {
+        peer: String,
+    },
+    /// Extend `amount` of credit in `token` to `peer`.
+    Credit {
+        peer: String,
+        token: TokenId,
+        amount: u128,
+    },
+    Pay {
+        destination: String,
+        token: TokenId,
+        amount: u128,
+    },
+    Routes {
+        destination: String,
+        token: TokenId,
+        amount: u128,
+    },
+    Htlcs,
+    Reserves,
+    /// Move `amount` of `token` from the signer's wallet into the entity's reserve.
+    Deposit {
+        token: TokenId,
+        amount: u128,
+    },
+    /// Pay `amount` of our reserve out to `to` (default: our signer's address).
+    Withdraw {
+        token: TokenId,
+        amount: u128,
+        to: Option<Address>,
+    },
+    /// Move `amount` of our reserve into the collateral of the account with `peer`.
+    Collateral {
+        peer: String,
+        token: TokenId,
+        amount: u128,
+    },
+    Settle {
+        peer: String,
+    },
+    Dispute {
+        peer: String,
+    },
+    Netting,
+    /// Test and operations: refuse (or accept again) the sessions of a peer signer.
+    BlockPeer {
+        signer: Address,
+        blocked: bool,
+    },
+}
+
+/// What the node answers. Every request gets exactly one response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    View(Box<NodeView>),
+    Status(StatusView),
+    Accounts(Vec<AccountView>),
+    Htlcs(Vec<HtlcView>),
+    Reserves(Vec<ReserveView>),
+    Routes(Vec<RouteView>),
+    /// A payment was handed to the network; its progress shows in the view's payments.
+    PaymentStarted {
+        hashlock: Hash,
+        route: RouteView,
+    },
+    /// A chain transaction was mined.
+    ChainTx {
+        tx: Hash,
+        block: u64,
+        gas_used: u64,
+    },
+    Netting(NettingView),
+    /// The request was taken; `what` says what was done.
+    Done {
+        what: String,
+    },
+    /// The request was refused; nothing changed.
+    Error {
+        message: String,
+    },
+}
+
+/// Everything the console draws, as of one input of the node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeView {
+    pub status: StatusView,
+    pub reserves: Vec<ReserveView>,
+    pub accounts: Vec<AccountView>,
+    pub htlcs: Vec<HtlcView>,
+    pub payments: Vec<PaymentView>,
+    pub forwards: ForwardsView,
+    pub peers: Vec<PeerView>,
+    pub profiles: Vec<ProfileView>,
+    pub tokens: Vec<TokenInfo>,
+    pub pending_chain_txs: Vec<ChainTxView>,
+    /// The newest last.
+    pub log: Vec<LogLine>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusView {
+    pub entity: EntityId,
+    /// Our display name (from the config).
+    pub name: String,
+    pub signer: Address,
+    pub board: BoardView,
+    /// Height of the entity's last committed frame.
+    pub height: u64,
+    /// The node's clock, milliseconds since the Unix epoch.
+    pub timestamp: u64,
+    /// Inputs in the write-ahead log since the node was created.
+    pub inputs: u64,
+    pub chain: ChainStatus,
+    pub peers_connected: usize,
+    /// Per token: what others owe us and what we owe them, over all accounts.
+    pub totals: Vec<TokenTotals>,
+    pub healthy: bool,
+    /// Why not healthy, if not.
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardView {
+    pub threshold: u64,
+    /// Signer address and weight.
+    pub members: Vec<(Address, u64)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainStatus {
+    pub rpc_url: String,
+    pub chain_id: u64,
+    /// The newest block the RPC reported.
+    pub head: u64,
+    /// The newest block the follower has read and the entity knows of.
+    pub followed: u64,
+    pub connected: bool,
+    pub error: Option<String>,
+}
+
+impl ChainStatus {
+    /// How many blocks the follower is behind the chain's head.
+    pub fn lag(&self) -> u64 {
+        self.head.saturating_sub(self.followed)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenTotals {
+    pub token: TokenId,
+    /// Sum over accounts of what peers owe us (positive positions).
+    pub owed_to_us: u128,
+    /// Sum over accounts of what we owe peers.
+    pub we_owe: u128,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub id: TokenId,
+    pub symbol: String,
+    pub decimals: u8,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReserveView {
+    pub token: TokenId,
+    /// In the entity's reserve on chain.
+    pub reserve: u128,
+    /// In the signer's wallet (what a deposit can take), if the chain answered.
+    pub wallet: Option<u128>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    /// Both sides signed the same latest frame.
+    #[default]
+    Synced,
+    /// A frame of ours waits for the peer's signature.
+    FramePending,
+    /// A dispute runs on chain.
+    Disputed,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountView {
+    pub peer: EntityId,
+    /// The peer's profile name, if known.
+    pub peer_name: Option<String>,
+    /// Are we LEFT in this account (Δ > 0 means RIGHT owes LEFT)?
+    pub we_are_left: bool,
+    pub height: u64,
+    pub status: AccountStatus,
+    /// Height of the newest frame the peer signed that we hold as dispute proof.
+    pub proof_height: Option<u64>,
+    /// Transactions queued for the next frame.
+    pub queued: usize,
+    pub tokens: Vec<AccountTokenView>,
+    /// Newest last.
+    pub frames: Vec<FrameSummary>,
+}
+
+/// One token of one account, seen from our side.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountTokenView {
+    pub token: TokenId,
+    pub collateral: u128,
+    pub ondelta: i128,
+    pub offdelta: i128,
+    /// ondelta + offdelta, as the account holds it (LEFT's view).
+    pub delta: i128,
+    /// Our position: what the peer owes us (> 0) or we owe it (< 0).
+    pub position: i128,
+    /// Credit we extend to the peer, and credit it extends to us.
+    pub own_credit: u128,
+    pub peer_credit: u128,
+    pub out_capacity: u128,
+    pub in_capacity: u128,
+    /// In flight (HTLCs and holds) from our side and from the peer's.
+    pub our_hold: u128,
+    pub peer_hold: u128,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameSummary {
+    pub height: u64,
+    pub timestamp: u64,
+    pub txs: usize,
+    pub hash: Hash,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HtlcView {
+    pub peer: EntityId,
+    pub lock_id: u64,
+    pub direction: Direction,
+    pub token: TokenId,
+    pub amount: u128,
+    pub hashlock: Hash,
+    pub expires_at_ms: u64,
+    pub reveal_before_block: u64,
+    /// What we do with it: "sending" (our payment), "forwarding", "receiving", "awaiting onion".
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentView {
+    pub hashlock: Hash,
+    pub receiver: EntityId,
+    pub token: TokenId,
+    pub amount: u128,
+    /// Amount plus fees.
+    pub sent: u128,
+    pub hops: usize,
+    /// "pending", "succeeded" or "failed: <why>".
+    pub status: String,
+    pub started_at: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardsView {
+    pub forwarded: u64,
+    /// Per token id: fees earned.
+    pub fees: Vec<(TokenId, u128)>,
+    /// Refused forwards by reason.
+    pub failures: Vec<(String, u64)>,
+    /// The newest last.
+    pub recent: Vec<ForwardView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardView {
+    pub timestamp: u64,
+    pub from: EntityId,
+    pub fee: u128,
+    /// `None` when it settled, or why it was refused.
+    pub failure: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub signer: Address,
+    /// The URL we dial, or `None` for a peer that dialled us.
+    pub url: Option<String>,
+    pub connected: bool,
+    pub blocked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileView {
+    pub entity: EntityId,
+    pub name: String,
+    pub endpoint: String,
+    pub is_hub: bool,
+    pub accounts: usize,
+    pub fee_base: u128,
+    pub fee_ppm: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteView {
+    /// Entities from us (excluded) to the destination (included).
+    pub hops: Vec<EntityId>,
+    /// Names of the hops where known.
+    pub names: Vec<Option<String>>,
+    pub amount: u128,
+    pub fee: u128,
+    /// Estimated from capacities, in per mille.
+    pub success_per_mille: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainTxView {
+    pub what: String,
+    pub tx: Option<Hash>,
+    pub confirmations: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NettingView {
+    pub proposals: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub timestamp: u64,
+    pub level: LogLevel,
+    pub text: String,
+}
