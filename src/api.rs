@@ -365,3 +365,31 @@ pub struct LogLine {
     pub level: LogLevel,
     pub text: String,
 }
+
+/// A request with the channel its response goes back on.
+pub type PendingRequest = (Request, tokio::sync::oneshot::Sender<Response>);
+
+/// What the console holds of a node, embedded or attached: the newest view, and a way to ask.
+/// A request never blocks the console: the response comes back on its own channel.
+#[derive(Clone)]
+pub struct NodeLink {
+    pub views: tokio::sync::watch::Receiver<std::sync::Arc<NodeView>>,
+    pub requests: tokio::sync::mpsc::Sender<PendingRequest>,
+}
+
+impl NodeLink {
+    /// Sends `request`; the receiver yields the response, or an error if the node went away.
+    pub fn ask(&self, request: Request) -> tokio::sync::oneshot::Receiver<Response> {
+        let (reply, response) = tokio::sync::oneshot::channel();
+        if let Err(error) = self.requests.try_send((request, reply)) {
+            let (request, reply) = match error {
+                tokio::sync::mpsc::error::TrySendError::Full(pending)
+                | tokio::sync::mpsc::error::TrySendError::Closed(pending) => pending,
+            };
+            let _ = reply.send(Response::Error {
+                message: format!("the node is not taking requests ({request:?} not sent)"),
+            });
+        }
+        response
+    }
+}
