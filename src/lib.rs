@@ -3,4 +3,5 @@
 
 pub mod api;
 pub mod chain;
+pub mod config;
 pub mod store;
