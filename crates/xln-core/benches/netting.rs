@@ -4,7 +4,9 @@
 //! wallet → hub (→ hub) → wallet and applied hop by hop with the account rules (RCPAN: a
 //! payment that does not fit every hop is refused whole), so positions arise as they would.
 //! Every account's state is then signed by one side and brought by the other, verified, and
-//! netted.
+//! netted. Two scenarios: payers and payees drawn from one activity ranking (money circulates)
+//! or from independent ones (shoppers pay merchants). What a wallet deposits and the credit it
+//! gets or gives are scaled to its expected activity, so that refusals stay the exception.
 //!
 //! Printed, with and without netting:
 //! - on-chain transactions: without, one cooperative settlement per account with a debt beyond

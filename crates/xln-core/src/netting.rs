@@ -763,6 +763,21 @@ impl NettingCycle {
         }
     }
 
+    /// The route of the circular payment that clears the cycle, started by `sender` (one of
+    /// the participants): the hops after the sender, each paid by the one before it, the
+    /// sender last. Every hop pays the entity that owes it, so every debt on the cycle drops by
+    /// the amount and nobody's net moves. `None` if `sender` is not on the cycle.
+    pub fn payment_route(&self, sender: &EntityId) -> Option<Vec<EntityId>> {
+        let at = self.participants.iter().position(|p| p == sender)?;
+        let n = self.participants.len();
+        // Creditor before debtor: walk the participants backwards from the sender.
+        Some(
+            (1..=n)
+                .map(|k| self.participants[(at + n - k % n) % n])
+                .collect(),
+        )
+    }
+
     /// The debts it clears, as (debtor, creditor).
     pub fn debts(&self) -> impl Iterator<Item = (EntityId, EntityId)> + '_ {
         let next = self.participants.iter().cycle().skip(1);

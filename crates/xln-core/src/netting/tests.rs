@@ -404,6 +404,37 @@ fn a_participant_who_refuses_is_left_out_and_the_rest_still_nets() {
     }
 }
 
+#[test]
+fn a_cycle_is_cleared_by_a_payment_from_each_creditor_to_its_debtor() {
+    let cycle = NettingCycle {
+        participants: [0, 1, 2, 3].map(entity).to_vec(),
+        amount: 10,
+    };
+    let debts: BTreeSet<(EntityId, EntityId)> = cycle.debts().collect();
+    for sender in 0..4 {
+        let route = cycle.payment_route(&entity(sender)).unwrap();
+        assert_eq!(route.len(), 4);
+        assert_eq!(
+            route.last(),
+            Some(&entity(sender)),
+            "the loop ends at its sender"
+        );
+        let mut payer = entity(sender);
+        for &payee in &route {
+            assert!(
+                debts.contains(&(payee, payer)),
+                "each hop pays the one that owes it"
+            );
+            payer = payee;
+        }
+    }
+    assert_eq!(
+        cycle.payment_route(&entity(0)).unwrap(),
+        [3, 2, 1, 0].map(entity).to_vec()
+    );
+    assert_eq!(cycle.payment_route(&entity(9)), None);
+}
+
 // ------------------------------------------------------------------ refusals
 
 #[test]
