@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod delta;
 pub mod entity;
 pub mod gossip;
+pub mod netting;
 pub mod onion;
 pub mod routing;
 pub mod runtime;
