@@ -108,6 +108,7 @@ pub enum Origin {
     Forward {
         inbound_peer: EntityId,
         inbound_lock: u64,
+        token: TokenId,
         fee: u128,
     },
 }
@@ -373,6 +374,7 @@ impl EntityState {
             Origin::Forward {
                 inbound_peer: peer,
                 inbound_lock: lock_id,
+                token: lock.token,
                 fee,
             },
         );
@@ -481,11 +483,13 @@ impl EntityState {
             Origin::Forward {
                 inbound_peer,
                 inbound_lock,
+                token,
                 fee,
             } => {
                 if let HtlcResolution::Secret(_) = resolution {
                     outcome.events.push(EntityEvent::Forwarded {
                         from: inbound_peer,
+                        token,
                         fee,
                     });
                 }

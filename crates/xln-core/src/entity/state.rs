@@ -145,6 +145,7 @@ pub enum EntityEvent {
     /// A payment we forwarded settled, earning `fee`.
     Forwarded {
         from: EntityId,
+        token: TokenId,
         fee: u128,
     },
     /// We refused to forward an incoming lock and cancelled it.
