@@ -15,5 +15,6 @@ pub mod gossip;
 pub mod onion;
 pub mod routing;
 pub mod runtime;
+pub mod swap;
 
 pub use bytes::{HexError, parse_hex};
