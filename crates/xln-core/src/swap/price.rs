@@ -41,21 +41,46 @@ fn div_wide(high: u128, low: u128, divisor: u128) -> Option<(u128, u128)> {
     if high == 0 {
         return Some((low / divisor, low % divisor));
     }
-    // Long division one bit at a time; the remainder stays below the divisor.
-    let mut remainder = high;
-    let mut quotient = 0u128;
-    for bit in (0..128).rev() {
-        let carry = remainder >> 127;
-        remainder = (remainder << 1) | ((low >> bit) & 1);
-        quotient <<= 1;
-        if carry == 1 || remainder >= divisor {
-            // With the carry the true value is 2^128 + remainder, which is above the divisor;
-            // the wrapping subtraction gives the true difference.
-            remainder = remainder.wrapping_sub(divisor);
-            quotient |= 1;
-        }
+    if divisor <= LOW_64 {
+        // Two steps of 192 by 64 bits: each partial numerator fits 128 bits because the
+        // remainder carried into it is below the divisor.
+        let upper = (high << 64) | (low >> 64);
+        let (q1, r1) = (upper / divisor, upper % divisor);
+        let lower = (r1 << 64) | (low & LOW_64);
+        return Some(((q1 << 64) | (lower / divisor), lower % divisor));
     }
-    Some((quotient, remainder))
+    // Knuth's algorithm D in base 2^64 with a two-digit divisor: normalise so that its top
+    // bit is set, then find the two quotient digits one at a time.
+    let shift = divisor.leading_zeros();
+    let divisor = divisor << shift;
+    let (top, bottom) = if shift == 0 {
+        (high, low)
+    } else {
+        ((high << shift) | (low >> (128 - shift)), low << shift)
+    };
+    // `top < divisor` still (high < divisor before the shift), so each digit fits 64 bits.
+    let (q1, r1) = div_3_by_2(top, bottom >> 64, divisor);
+    let (q0, r0) = div_3_by_2(r1, bottom & LOW_64, divisor);
+    Some(((q1 << 64) | q0, r0 >> shift))
+}
+
+/// `(upper × 2^64 + digit) / divisor` for a normalised divisor (top bit set) and
+/// `upper < divisor`: a quotient digit below 2^64 and the remainder.
+fn div_3_by_2(upper: u128, digit: u128, divisor: u128) -> (u128, u128) {
+    let (d1, d0) = (divisor >> 64, divisor & LOW_64);
+    let u2 = upper >> 64;
+    // Estimate from the top digits; it is at most two too large.
+    let mut q = if u2 == d1 { LOW_64 } else { upper / d1 };
+    let mut r = upper - q * d1;
+    // While the estimate's product with the lower divisor digit exceeds what is left, it is
+    // too large. Once `r` needs more than 64 bits the product cannot exceed it.
+    while r >> 64 == 0 && q * d0 > ((r << 64) | digit) {
+        q -= 1;
+        r += d1;
+    }
+    // The exact remainder is below the divisor, so arithmetic modulo 2^128 gives it.
+    let remainder = ((upper << 64) | digit).wrapping_sub(q.wrapping_mul(divisor));
+    (q, remainder)
 }
 
 /// `floor(a × b / divisor)`; `None` when the divisor is zero or the result does not fit.
@@ -178,7 +203,50 @@ mod tests {
         assert!(!Price::new(3, 1).is_met_by(2, 5));
     }
 
+    /// Long division one bit at a time: slow, plainly right, the reference for `div_wide`.
+    fn div_wide_by_bits(high: u128, low: u128, divisor: u128) -> Option<(u128, u128)> {
+        if divisor == 0 || high >= divisor {
+            return None;
+        }
+        let mut remainder = high;
+        let mut quotient = 0u128;
+        for bit in (0..128).rev() {
+            let carry = remainder >> 127;
+            remainder = (remainder << 1) | ((low >> bit) & 1);
+            quotient <<= 1;
+            if carry == 1 || remainder >= divisor {
+                remainder = remainder.wrapping_sub(divisor);
+                quotient |= 1;
+            }
+        }
+        Some((quotient, remainder))
+    }
+
+    /// Numbers with long runs of ones and zeros, where estimates need correcting.
+    fn edgy() -> impl Strategy<Value = u128> {
+        prop_oneof![
+            any::<u128>(),
+            (0u32..128, 0u32..128).prop_map(|(a, b)| (u128::MAX >> a) << b),
+            (0u32..128, any::<u64>()).prop_map(|(a, b)| (u128::MAX >> a) ^ u128::from(b)),
+            any::<u64>().prop_map(u128::from),
+        ]
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 4_096, ..ProptestConfig::default() })]
+
+        #[test]
+        fn wide_division_agrees_with_bit_by_bit_division(
+            high in edgy(), low in edgy(), divisor in edgy(),
+        ) {
+            prop_assert_eq!(div_wide(high, low, divisor), div_wide_by_bits(high, low, divisor));
+            // And with a numerator just under the divisor's limit, the hardest case.
+            if divisor > 1 {
+                let high = divisor - 1;
+                prop_assert_eq!(div_wide(high, low, divisor), div_wide_by_bits(high, low, divisor));
+            }
+        }
+
         #[test]
         fn quotient_times_divisor_plus_remainder_is_the_product(
             a in any::<u128>(), b in any::<u128>(), d in 1..=u128::MAX,
