@@ -16,5 +16,6 @@ pub mod netting;
 pub mod onion;
 pub mod routing;
 pub mod runtime;
+pub mod swap;
 
 pub use bytes::{HexError, parse_hex};

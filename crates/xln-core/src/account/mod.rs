@@ -2,6 +2,7 @@
 
 mod frame;
 mod machine;
+mod swap;
 mod tx;
 
 #[cfg(test)]
@@ -16,5 +17,5 @@ pub use machine::{
 };
 pub use tx::{
     AccountState, AccountTx, Clock, FailReason, Failure, Htlc, HtlcResolution, MAX_HTLC_PAYLOAD,
-    MAX_LOCKS_PER_ACCOUNT, TxError,
+    MAX_LOCKS_PER_ACCOUNT, MAX_OFFERS_PER_ACCOUNT, SwapOfferState, TxError,
 };

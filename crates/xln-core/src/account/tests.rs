@@ -8,6 +8,8 @@ use crate::crypto::{Hash, SignerKey, keccak256};
 use crate::delta::Side;
 use proptest::prelude::*;
 
+mod swaps;
+
 const TOKEN: u32 = 1;
 
 struct Peer {

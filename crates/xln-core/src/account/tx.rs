@@ -5,6 +5,7 @@ use crate::codec::hash_of;
 use crate::codec::{Packed, tag};
 use crate::crypto::{Hash, keccak256};
 use crate::delta::{Capacities, Delta, Overflow, Side, TokenId};
+use crate::swap::TimeInForce;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -12,6 +13,8 @@ use std::collections::BTreeMap;
 pub const MAX_HTLC_PAYLOAD: usize = 4096;
 /// The most HTLCs one account may have in flight: bounds what a peer can make us hold.
 pub const MAX_LOCKS_PER_ACCOUNT: usize = 10_000;
+/// The most swap offers one account may have open, for the same reason.
+pub const MAX_OFFERS_PER_ACCOUNT: usize = 10_000;
 
 /// A transaction inside an account frame, always read from the proposer's side: the proposer
 /// pays, the proposer sets the credit it extends. New kinds (HTLCs, swaps, chain-observed
@@ -49,6 +52,31 @@ pub enum AccountTx {
         collateral: u128,
         ondelta: i128,
     },
+    /// The proposer (the maker) offers `give_amount` of `give_token` for `want_amount` of
+    /// `want_token`, or more of it (PROTOCOL.md §8). The give side goes on the maker's hold
+    /// until filled, cancelled or expired. LEFT numbers its offers even, RIGHT odd.
+    SwapOffer {
+        offer_id: u64,
+        give_token: TokenId,
+        give_amount: u128,
+        want_token: TokenId,
+        want_amount: u128,
+        expires_at_ms: u64,
+        time_in_force: TimeInForce,
+    },
+    /// The proposer (the maker's counterparty) takes `fill` of the offer's give side and pays
+    /// the maker `want_paid` of its want token, atomically; `want_paid / fill` must be at least
+    /// `want_amount / give_amount` (exactly: any rounding is the maker's gain). A fill-or-kill
+    /// offer is filled whole or with `fill = 0`; after any resolve of an immediate-or-cancel or
+    /// fill-or-kill offer its remainder is released, so `fill = 0` cancels it untouched.
+    SwapResolve {
+        offer_id: u64,
+        fill: u128,
+        want_paid: u128,
+    },
+    /// Releases what is left of an offer: by its maker at any time, by the counterparty once
+    /// the offer has expired.
+    SwapCancel { offer_id: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +179,44 @@ pub enum TxError {
     NotReceiver(u64),
     #[error("token {0}: the chain as we see it says otherwise")]
     ChainMismatch(TokenId),
+    #[error("an offer must give one token for another, not token {0} for itself")]
+    SameToken(TokenId),
+    #[error("offer {0} belongs to the other side's numbering (LEFT even, RIGHT odd)")]
+    OfferIdOfOtherSide(u64),
+    #[error("the account has {MAX_OFFERS_PER_ACCOUNT} offers open already")]
+    TooManyOffers,
+    #[error("offer {0} exists already")]
+    DuplicateOffer(u64),
+    #[error("no offer {0}")]
+    UnknownOffer(u64),
+    #[error("offer expiry must lie after the frame's time")]
+    OfferExpiryInPast,
+    #[error("offer {0} has expired")]
+    OfferExpired(u64),
+    #[error("only the maker of offer {0} may cancel it before it expires")]
+    OfferNotExpired(u64),
+    #[error("only the counterparty of the maker of offer {0} can resolve it")]
+    NotCounterparty(u64),
+    #[error("fill of {fill} exceeds the {remaining} left of offer {offer_id}")]
+    FillExceedsOffer {
+        offer_id: u64,
+        fill: u128,
+        remaining: u128,
+    },
+    #[error("offer {offer_id} is fill-or-kill: fill {fill} must be all of {remaining} or none")]
+    PartialFillOrKill {
+        offer_id: u64,
+        fill: u128,
+        remaining: u128,
+    },
+    #[error("paying {want_paid} for {fill} is below the limit price of offer {offer_id}")]
+    BelowLimitPrice {
+        offer_id: u64,
+        fill: u128,
+        want_paid: u128,
+    },
+    #[error("offer {0}: nothing may be paid for a fill of zero")]
+    PaidWithoutFill(u64),
 }
 
 impl From<Overflow> for TxError {
@@ -159,13 +225,36 @@ impl From<Overflow> for TxError {
     }
 }
 
-/// The state both sides of an account agree on: one delta per token and the locks in flight.
+/// A swap offer open in an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapOfferState {
+    /// The side that offered; its hold carries `remaining` of `give_token`.
+    pub maker: Side,
+    pub give_token: TokenId,
+    pub give_amount: u128,
+    pub want_token: TokenId,
+    pub want_amount: u128,
+    /// What is left of the give side (`give_amount` minus what was filled).
+    pub remaining: u128,
+    pub expires_at_ms: u64,
+    pub time_in_force: TimeInForce,
+}
+
+impl SwapOfferState {
+    pub fn expired(&self, clock: Clock) -> bool {
+        clock.timestamp >= self.expires_at_ms
+    }
+}
+
+/// The state both sides of an account agree on: one delta per token, the locks in flight and
+/// the swap offers open.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountState {
     pub left: EntityId,
     pub right: EntityId,
     pub deltas: BTreeMap<TokenId, Delta>,
     pub locks: BTreeMap<u64, Htlc>,
+    pub offers: BTreeMap<u64, SwapOfferState>,
 }
 
 impl AccountState {
@@ -177,6 +266,7 @@ impl AccountState {
             right,
             deltas: BTreeMap::new(),
             locks: BTreeMap::new(),
+            offers: BTreeMap::new(),
         }
     }
 
@@ -197,8 +287,9 @@ impl AccountState {
     /// `keccak256(abi.encodePacked(STATE_TAG, left, right, uint32 count, per token ascending:
     /// uint32 token, uint128 collateral, int128 ondelta, int128 offdelta, uint128 left limit,
     /// uint128 right limit, uint128 left hold, uint128 right hold, bytes32 extras))`: the layout
-    /// the Depository recomputes from a dispute proof. `extras` is the hash of the locks in
-    /// flight, zero when there are none.
+    /// the Depository recomputes from a dispute proof. `extras` is zero when no lock is in
+    /// flight and no offer open, the hash of the locks when only locks are, and the hash of
+    /// (locks, offers) when an offer is open.
     pub fn hash(&self) -> Hash {
         let mut packed = Packed::new();
         packed
@@ -218,10 +309,10 @@ impl AccountState {
                 .u128(d.left_hold)
                 .u128(d.right_hold);
         }
-        let extras = if self.locks.is_empty() {
-            Hash::ZERO
-        } else {
-            hash_of(&self.locks)
+        let extras = match (self.locks.is_empty(), self.offers.is_empty()) {
+            (true, true) => Hash::ZERO,
+            (false, true) => hash_of(&self.locks),
+            (_, false) => hash_of(&(&self.locks, &self.offers)),
         };
         packed.bytes32(&extras.0);
         packed.hash()
@@ -377,6 +468,34 @@ impl AccountState {
                 *delta = after;
                 self.locks.remove(&lock_id);
             }
+            AccountTx::SwapOffer {
+                offer_id,
+                give_token,
+                give_amount,
+                want_token,
+                want_amount,
+                expires_at_ms,
+                time_in_force,
+            } => self.offer_swap(
+                offer_id,
+                SwapOfferState {
+                    maker: by,
+                    give_token,
+                    give_amount,
+                    want_token,
+                    want_amount,
+                    remaining: give_amount,
+                    expires_at_ms,
+                    time_in_force,
+                },
+                clock,
+            )?,
+            AccountTx::SwapResolve {
+                offer_id,
+                fill,
+                want_paid,
+            } => self.resolve_swap(offer_id, fill, want_paid, by, clock)?,
+            AccountTx::SwapCancel { offer_id } => self.cancel_swap(offer_id, by, clock)?,
         }
         Ok(())
     }
@@ -397,7 +516,7 @@ impl AccountState {
         Ok(())
     }
 
-    /// The sum of all holds: zero when no lock is in flight.
+    /// The sum of all holds: zero when no lock is in flight and no offer open.
     pub fn total_holds(&self) -> u128 {
         self.deltas
             .values()

@@ -321,7 +321,7 @@ impl EntityReplica {
     }
 
     /// What only the proposer can do: decrypt the onions of incoming locks (with its key),
-    /// notice locks past expiry and account frames waiting too long. Each becomes a
+    /// notice locks and peers' swap offers past expiry and account frames waiting too long. Each becomes a
     /// transaction every member checks.
     fn queue_own_duties(&mut self, key: &SignerKey, now: u64) {
         let awaiting: Vec<((EntityId, u64), Vec<u8>)> = self
@@ -358,6 +358,11 @@ impl EntityReplica {
         }
         if !self.mempool.contains(&EntityTx::RefreshFrames) && self.state.needs_refresh(clock) {
             self.mempool.push(EntityTx::RefreshFrames);
+        }
+        if !self.mempool.contains(&EntityTx::ExpireOffers)
+            && !self.state.expired_offers(clock).is_empty()
+        {
+            self.mempool.push(EntityTx::ExpireOffers);
         }
     }
 

@@ -122,7 +122,7 @@ impl EntityState {
         id
     }
 
-    fn enqueue(&mut self, peer: &EntityId, tx: AccountTx) {
+    pub(super) fn enqueue(&mut self, peer: &EntityId, tx: AccountTx) {
         if let Some(entry) = self.accounts.get_mut(peer) {
             entry.account.enqueue(tx);
         }

@@ -3,6 +3,7 @@
 mod consensus;
 mod htlc;
 mod state;
+mod swap;
 
 #[cfg(test)]
 mod tests;
@@ -19,3 +20,4 @@ pub use state::{
     AccountEntry, ChainRequest, EntityEvent, EntityState, EntityTx, EntityTxError, Outcome,
     Outgoing,
 };
+pub use swap::{SWAP_EXPIRY_MARGIN_MS, SwapOrder};

@@ -1,8 +1,9 @@
 //! An entity's replicated state and the transactions its frames carry.
 
 use super::htlc::{Origin, Payment, PaymentOrder, PaymentStatus};
+use super::swap::SwapOrder;
 use crate::account::{
-    Account, AccountError, AccountEvent, AccountMessage, AccountTx, Clock, Failure, Reply,
+    Account, AccountError, AccountEvent, AccountMessage, AccountTx, Clock, Failure, Reply, TxError,
 };
 use crate::board::{Board, EntityId};
 use crate::codec::hash_of;
@@ -10,6 +11,7 @@ use crate::crypto::{Address, Hash};
 use crate::delta::TokenId;
 use crate::onion::{HopInstruction, OnionCache};
 use crate::routing::FeePolicy;
+use crate::swap::{OrderBook, Trade};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -54,6 +56,10 @@ pub enum EntityTx {
     SetFees(FeePolicy),
     /// An operation on the jurisdiction, sent by the node once the frame commits.
     Chain(ChainRequest),
+    /// Make a swap offer on our account with the order's peer (we number it).
+    PlaceSwap(SwapOrder),
+    /// Release the holds of our peers' swap offers that passed their expiry.
+    ExpireOffers,
 }
 
 /// An operation on the jurisdiction that the entity decided on. The node's chain adapter puts
@@ -115,6 +121,8 @@ pub enum EntityTxError {
         reserve: u128,
         amount: u128,
     },
+    #[error("no swap offer has expired")]
+    NoOfferExpired,
 }
 
 /// What an entity did, for the console and the tests.
@@ -159,6 +167,46 @@ pub enum EntityEvent {
     },
     /// We asked the node to send this to the jurisdiction.
     ChainRequested(ChainRequest),
+    /// We queued a swap offer on our account with `peer`.
+    SwapOffered {
+        peer: EntityId,
+        offer_id: u64,
+    },
+    /// Our offer on the account with `peer` was resolved by it: `fill` of our give side went,
+    /// `want_paid` of our want token came.
+    SwapResolved {
+        peer: EntityId,
+        offer_id: u64,
+        fill: u128,
+        want_paid: u128,
+    },
+    /// Our offer on the account with `peer` was cancelled by it after expiry.
+    SwapCancelled {
+        peer: EntityId,
+        offer_id: u64,
+    },
+    /// Two offers in our book matched; the resolutions are queued on both accounts.
+    SwapMatched(Trade),
+    /// A resolution of ours could not go into a frame (the offer was cancelled or expired
+    /// first, or we could no longer pay): that leg of the match did not happen.
+    SwapLegDropped {
+        peer: EntityId,
+        offer_id: u64,
+        fill: u128,
+        want_paid: u128,
+        error: TxError,
+    },
+    /// We released the hold of `peer`'s offer that passed its expiry.
+    SwapExpired {
+        peer: EntityId,
+        offer_id: u64,
+    },
+    /// The book refused a committed offer (it cannot, the account validated it first).
+    SwapNotBooked {
+        peer: EntityId,
+        offer_id: u64,
+        reason: String,
+    },
 }
 
 /// One account of the entity and the board of its peer.
@@ -224,6 +272,10 @@ pub struct EntityState {
     /// Incoming locks we are the receiver of and revealed: (hashlock, amount), until the
     /// reveal commits.
     pub receiving: BTreeMap<(EntityId, u64), (Hash, u128)>,
+    /// Numbers our swap offers (see `allocate_offer_id`).
+    pub next_offer_id: u64,
+    /// Our peers' open swap offers, matched as they commit (PROTOCOL.md §8).
+    pub book: OrderBook,
     /// ECDH secrets of the onion sessions we seal to.
     #[serde(skip)]
     pub(crate) onion_cache: OnionCache,
@@ -248,6 +300,8 @@ impl EntityState {
             origins: BTreeMap::new(),
             awaiting: BTreeMap::new(),
             receiving: BTreeMap::new(),
+            next_offer_id: 0,
+            book: OrderBook::new(),
             onion_cache: OnionCache::default(),
         }
     }
@@ -324,6 +378,8 @@ impl EntityState {
             EntityTx::RefreshFrames => self.refresh_frames(outcome)?,
             EntityTx::SetFees(fees) => self.fees = *fees,
             EntityTx::Chain(request) => self.request_chain(request, outcome)?,
+            EntityTx::PlaceSwap(order) => self.place_swap(order, outcome)?,
+            EntityTx::ExpireOffers => self.expire_offers(outcome)?,
         }
         Ok(())
     }
@@ -388,6 +444,7 @@ impl EntityState {
     ) {
         for event in step.events {
             self.follow_htlcs(peer, &event, outcome);
+            self.follow_swaps(peer, &event, outcome);
             outcome.events.push(EntityEvent::Account { peer, event });
         }
         if !step.reply.is_empty() {

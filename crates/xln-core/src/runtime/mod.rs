@@ -20,6 +20,8 @@ use std::collections::{BTreeMap, VecDeque};
 #[cfg(test)]
 mod payment_tests;
 #[cfg(test)]
+mod swap_tests;
+#[cfg(test)]
 mod tests;
 
 /// How many message deliveries one input may cause before the runtime stops and reports it.
