@@ -1,6 +1,7 @@
 //! The `xln` node and its adapters around the pure core (`xln-core`): the control API, the
-//! chain adapter (alloy) and the store (redb).
+//! chain adapter (alloy), the net adapter (websocket sessions) and the store (redb).
 
 pub mod api;
 pub mod chain;
+pub mod net;
 pub mod store;
