@@ -27,6 +27,9 @@ mod session;
 mod shared;
 pub(crate) mod wire;
 
+#[cfg(test)]
+mod tests;
+
 use crate::api::PeerView;
 use serde::{Deserialize, Serialize};
 use shared::Shared;
@@ -273,6 +276,12 @@ impl Net {
     pub async fn shutdown(self) {
         self.shared.shutdown().await;
         tracing::info!(signer = %self.shared.me, "net stopped");
+    }
+
+    /// Messages kept for `signer`: queued or sent and not acknowledged yet.
+    #[cfg(test)]
+    pub(crate) fn unacknowledged(&self, signer: Address) -> usize {
+        self.shared.unacknowledged(signer)
     }
 }
 

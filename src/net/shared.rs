@@ -476,4 +476,10 @@ impl Shared {
         tracing::info!(peer = %signer, blocked, "peer block changed");
         self.bump();
     }
+
+    #[cfg(test)]
+    pub fn unacknowledged(&self, signer: Address) -> usize {
+        let state = lock(&self.state);
+        state.peers.get(&signer).map_or(0, |peer| peer.log.len())
+    }
 }
