@@ -107,9 +107,13 @@ pub struct ChainSection {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSection {
-    /// A snapshot every this many inputs.
+    /// A snapshot every this many inputs...
     #[serde(default = "default_snapshot_every")]
     pub snapshot_every: u64,
+    /// ...or every this many bytes of logged inputs, whichever comes first: what bounds the
+    /// replay at start-up.
+    #[serde(default = "default_snapshot_every_bytes")]
+    pub snapshot_every_bytes: u64,
     /// Milliseconds between clock ticks (expiries, re-sends).
     #[serde(default = "default_tick_ms")]
     pub tick_ms: u64,
@@ -117,6 +121,10 @@ pub struct NodeSection {
 
 fn default_snapshot_every() -> u64 {
     10_000
+}
+
+fn default_snapshot_every_bytes() -> u64 {
+    16 * 1024 * 1024
 }
 
 fn default_tick_ms() -> u64 {
@@ -127,6 +135,7 @@ impl Default for NodeSection {
     fn default() -> Self {
         Self {
             snapshot_every: default_snapshot_every(),
+            snapshot_every_bytes: default_snapshot_every_bytes(),
             tick_ms: default_tick_ms(),
         }
     }
@@ -374,7 +383,10 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused_by_name() {
         for (text, key) in [
-            ("name = \"a\"\nlisten_addr = \"127.0.0.1:1\"\n", "listen_addr"),
+            (
+                "name = \"a\"\nlisten_addr = \"127.0.0.1:1\"\n",
+                "listen_addr",
+            ),
             ("name = \"a\"\n[node]\nsnapshots = 3\n", "snapshots"),
             ("name = \"a\"\n[chain]\nrpc = \"x\"\n", "rpc"),
         ] {
@@ -389,7 +401,10 @@ mod tests {
             ("", "name"),
             ("name = \"\"\n", "empty"),
             ("name = \"a\"\ndial = [\"http://x\"]\n", "ws://"),
-            ("name = \"a\"\n[node]\nsnapshot_every = 0\n", "snapshot_every"),
+            (
+                "name = \"a\"\n[node]\nsnapshot_every = 0\n",
+                "snapshot_every",
+            ),
             ("name = \"a\"\nlisten = \"nowhere\"\n", "socket address"),
         ] {
             let error = Config::parse(text).unwrap_err().to_string();
