@@ -11,11 +11,13 @@ use xln_core::delta::TokenId;
 
 /// One request to the node. Amounts are in the token's smallest unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "request", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Request {
     /// The whole view (what the console draws).
     View,
     Status,
+    /// The tokens the node knows (id, symbol, decimals).
+    Tokens,
     Accounts,
     /// `peer` is an entity id or a profile name.
     OpenAccount {
@@ -36,6 +38,10 @@ pub enum Request {
         destination: String,
         token: TokenId,
         amount: u128,
+    },
+    /// Where one of our payments is.
+    PaymentStatus {
+        hashlock: Hash,
     },
     Htlcs,
     Reserves,
@@ -72,10 +78,11 @@ pub enum Request {
 
 /// What the node answers. Every request gets exactly one response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "response", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Response {
     View(Box<NodeView>),
     Status(StatusView),
+    Tokens(Vec<TokenInfo>),
     Accounts(Vec<AccountView>),
     Htlcs(Vec<HtlcView>),
     Reserves(Vec<ReserveView>),
@@ -85,6 +92,7 @@ pub enum Response {
         hashlock: Hash,
         route: RouteView,
     },
+    Payment(PaymentView),
     /// A chain transaction was mined.
     ChainTx {
         tx: Hash,
@@ -212,6 +220,8 @@ pub struct AccountView {
     /// Are we LEFT in this account (Δ > 0 means RIGHT owes LEFT)?
     pub we_are_left: bool,
     pub height: u64,
+    /// Hash of the account's committed state: both sides' agree once they are in sync.
+    pub state_hash: Hash,
     pub status: AccountStatus,
     /// Height of the newest frame the peer signed that we hold as dispute proof.
     pub proof_height: Option<u64>,

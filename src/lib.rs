@@ -1,8 +1,12 @@
 //! The `xln` node and its adapters around the pure core (`xln-core`): the control API, the
-//! chain adapter (alloy), the net adapter (websocket sessions) and the store (redb).
+//! configuration, the node (writer task, control socket), the net adapter (websocket
+//! sessions), the store (redb) and the chain adapter (alloy).
 
+pub mod amount;
 pub mod api;
 pub mod chain;
 pub mod config;
+pub mod demo;
 pub mod net;
+pub mod node;
 pub mod store;

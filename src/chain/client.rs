@@ -394,7 +394,7 @@ impl Jurisdiction {
         entity: &EntityId,
         board: &Board,
         batch: Depository::Batch,
-        sign: &dyn Fn(&Hash) -> QuorumSignature,
+        sign: &(dyn Fn(&Hash) -> QuorumSignature + Sync),
     ) -> Result<TxOutcome> {
         let nonce = self.entity_nonce(entity).await?;
         let digest = encode::batch_digest(&self.domain, entity, nonce, &batch);
@@ -417,7 +417,7 @@ impl Jurisdiction {
         entity: &EntityId,
         board: &Board,
         requests: &[ChainRequest],
-        sign: &dyn Fn(&Hash) -> QuorumSignature,
+        sign: &(dyn Fn(&Hash) -> QuorumSignature + Sync),
     ) -> Result<TxOutcome> {
         let batch = BatchBuilder::from_ops(requests.iter().map(ChainOp::from)).build();
         self.submit_batch(entity, board, batch, sign).await

@@ -89,6 +89,8 @@ pub struct DevnetOptions {
     pub keys: PathBuf,
     pub config_out: PathBuf,
     pub block_time: Option<u64>,
+    /// More addresses to fund with gas and test tokens, besides the key file's.
+    pub fund: Vec<xln_core::crypto::Address>,
 }
 
 /// A started devnet: anvil (stopped when this is dropped) and the config written for it.
@@ -119,7 +121,9 @@ pub async fn start(options: &DevnetOptions) -> Result<Devnet> {
     let provider = provider_for(&url, deployer)?;
     let fund: Vec<_> = keys
         .iter()
-        .map(|k| encode::address(&k.key.address()))
+        .map(|k| k.key.address())
+        .chain(options.fund.iter().copied())
+        .map(|a| encode::address(&a))
         .collect();
     for address in &fund {
         // Gas money for keys that are not anvil's prefunded ones.

@@ -1,0 +1,1239 @@
+//! The writer task: the one owner of the runtime and the store.
+//!
+//! Each turn takes what arrived (requests, peer messages, chain ranges), makes runtime inputs of
+//! it (one per peer, so a bad message is traced to its sender, and one for our own commands and
+//! chain events), applies them, appends them to the WAL in one transaction, and only then sends
+//! the outputs.
+
+use super::chain_worker::ChainJob;
+use super::{NodeInput, view};
+use crate::api::{
+    ChainStatus, ChainTxView, ForwardView, ForwardsView, FrameSummary, LogLevel, LogLine,
+    NettingView, NodeView, PendingRequest, Request, Response, RouteView,
+};
+use crate::chain::client::ChainConfig;
+use crate::config::Config;
+use crate::net::{Net, NetEvent, WireMessage};
+use crate::store::Store;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use xln_core::account::AccountTx;
+use xln_core::board::{Board, EntityId, QuorumError, QuorumSignature};
+use xln_core::crypto::{Address, Hash, SignerKey};
+use xln_core::entity::{ChainRequest, EntityEvent, EntityState, EntityTx, PaymentOrder, RouteHop};
+use xln_core::gossip::{Profile, ProfileAccount, ProfileError, ProfileStore, SignedProfile};
+use xln_core::onion::Preimage;
+use xln_core::routing::{FeePolicy, Graph, find_routes};
+use xln_core::runtime::{
+    Command, Envelope, ReplicaId, Runtime, RuntimeError, RuntimeEvent, RuntimeInput, RuntimeOutput,
+};
+
+/// Most items taken from the queue in one turn.
+const MAX_BATCH: usize = 2_048;
+/// Lines of the log kept for the view.
+const KEPT_LOG_LINES: usize = 500;
+/// Frames kept per account for the view.
+const KEPT_FRAMES: usize = 20;
+/// Forwards kept for the view.
+const KEPT_FORWARDS: usize = 200;
+/// How often our profile is re-published even when nothing changed.
+const PROFILE_EVERY_MS: u64 = 10_000;
+/// Least time between two profiles (they are signed and flooded).
+const PROFILE_MIN_GAP_MS: u64 = 500;
+/// Payments that share one onion session before a new one is drawn.
+const ONION_SESSION_USES: u32 = 256;
+/// Candidate routes shown for a payment.
+const ROUTES_SHOWN: usize = 3;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn random_bytes() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    // The OS random source failing is not something a node can work around.
+    if let Err(error) = getrandom::fill(&mut bytes) {
+        panic!("the operating system's random source failed: {error}");
+    }
+    bytes
+}
+
+pub(super) struct WriterParts {
+    pub runtime: Runtime,
+    pub store: Store,
+    pub seq: u64,
+    pub entity: EntityId,
+    pub board: Board,
+    pub domain: Hash,
+    pub key: SignerKey,
+    pub config: Config,
+    pub chain: ChainConfig,
+    pub net: Net,
+    pub chain_jobs: mpsc::Sender<ChainJob>,
+    pub views: watch::Sender<Arc<NodeView>>,
+    pub db_path: std::path::PathBuf,
+}
+
+pub(super) struct Writer {
+    runtime: Runtime,
+    store: Store,
+    seq: u64,
+    last_snapshot_seq: u64,
+    /// Bytes logged since the last snapshot.
+    logged_since_snapshot: u64,
+    entity: EntityId,
+    board: Board,
+    domain: Hash,
+    key: SignerKey,
+    config: Config,
+    chain: ChainConfig,
+    net: Net,
+    chain_jobs: mpsc::Sender<ChainJob>,
+    views: watch::Sender<Arc<NodeView>>,
+    db_path: std::path::PathBuf,
+    profiles: ProfileStore,
+    frames: BTreeMap<EntityId, Vec<FrameSummary>>,
+    started: BTreeMap<Hash, (u64, usize)>,
+    forwards: ForwardsView,
+    log: VecDeque<LogLine>,
+    chain_status: ChainStatus,
+    pending_chain: Vec<ChainTxView>,
+    disputed: Vec<EntityId>,
+    last_input_at: u64,
+    last_profile_at: u64,
+    profile_dirty: bool,
+    /// The onion session seed and how many payments used it (see `onion_seed`).
+    onion_session: ([u8; 32], u32),
+}
+
+/// What one turn will do, gathered from the items of the batch.
+#[derive(Default)]
+struct Turn {
+    commands: Vec<Command>,
+    chain_events: Vec<xln_core::runtime::ChainEvent>,
+    by_peer: BTreeMap<Address, Vec<Envelope>>,
+    /// Requests answered once the inputs are applied: reads, and submissions whose
+    /// transaction may be dropped.
+    reads: Vec<PendingRequest>,
+    submitted: Vec<Submitted>,
+}
+
+struct Submitted {
+    tx: EntityTx,
+    reply: oneshot::Sender<Response>,
+    ok: Response,
+}
+
+impl Writer {
+    pub fn new(parts: WriterParts) -> Self {
+        let chain_status = ChainStatus {
+            rpc_url: parts.chain.rpc_url.clone(),
+            chain_id: parts.chain.chain_id,
+            ..ChainStatus::default()
+        };
+        Self {
+            last_snapshot_seq: parts.seq,
+            logged_since_snapshot: 0,
+            runtime: parts.runtime,
+            store: parts.store,
+            seq: parts.seq,
+            entity: parts.entity,
+            board: parts.board,
+            domain: parts.domain,
+            key: parts.key,
+            config: parts.config,
+            chain: parts.chain,
+            net: parts.net,
+            chain_jobs: parts.chain_jobs,
+            views: parts.views,
+            db_path: parts.db_path,
+            profiles: ProfileStore::new(),
+            frames: BTreeMap::new(),
+            started: BTreeMap::new(),
+            forwards: ForwardsView::default(),
+            log: VecDeque::new(),
+            chain_status,
+            pending_chain: Vec::new(),
+            disputed: Vec::new(),
+            last_input_at: 0,
+            last_profile_at: 0,
+            profile_dirty: true,
+            onion_session: (random_bytes(), 0),
+        }
+    }
+
+    /// The onion session seed for the next payment. Reusing a session for a while saves an
+    /// ECDH per hop per payment (see `onion`); it is renewed every `ONION_SESSION_USES`
+    /// payments, since payments of one session can be linked by the hops they share.
+    fn onion_seed(&mut self) -> [u8; 32] {
+        if self.onion_session.1 >= ONION_SESSION_USES {
+            self.onion_session = (random_bytes(), 0);
+        }
+        self.onion_session.1 += 1;
+        self.onion_session.0
+    }
+
+    fn state(&self) -> Option<&EntityState> {
+        self.runtime
+            .replica(&ReplicaId {
+                entity: self.entity,
+                signer: self.key.address(),
+            })
+            .map(|r| r.state())
+    }
+
+    fn is_proposer(&self) -> bool {
+        self.board
+            .members()
+            .first()
+            .is_some_and(|m| m.signer == self.key.address())
+    }
+
+    pub fn warn(&mut self, text: String) {
+        self.log_line(LogLevel::Warn, text);
+    }
+
+    fn log_line(&mut self, level: LogLevel, text: String) {
+        match level {
+            LogLevel::Error => tracing::error!("{text}"),
+            LogLevel::Warn => tracing::warn!("{text}"),
+            LogLevel::Info => tracing::info!("{text}"),
+            LogLevel::Debug => tracing::debug!("{text}"),
+        }
+        self.log.push_back(LogLine {
+            timestamp: now_ms(),
+            level,
+            text,
+        });
+        while self.log.len() > KEPT_LOG_LINES {
+            self.log.pop_front();
+        }
+    }
+
+    /// On first start: our replica of the entity, and our fees.
+    pub fn ensure_replica(&mut self) -> anyhow::Result<()> {
+        let fees = FeePolicy {
+            base: u128::from(self.config.fees.base),
+            ppm: self.config.fees.ppm,
+        };
+        let mut commands = Vec::new();
+        if self.state().is_none() {
+            commands.push(Command::AddReplica {
+                board: self.board.clone(),
+                signer: self.key.address(),
+                domain: self.domain,
+            });
+        }
+        if self.is_proposer() && self.state().is_none_or(|s| s.fees != fees) {
+            commands.push(Command::Submit {
+                entity: self.entity,
+                txs: vec![EntityTx::SetFees(fees)],
+            });
+        }
+        if commands.is_empty() {
+            return Ok(());
+        }
+        let input = RuntimeInput {
+            timestamp: now_ms(),
+            commands,
+            ..RuntimeInput::default()
+        };
+        let outputs = self.apply_and_persist(vec![(input, None)])?;
+        for (out, _) in outputs {
+            for event in &out.events {
+                if let RuntimeEvent::Rejected(error) = event {
+                    anyhow::bail!("{error}");
+                }
+            }
+            self.dispatch(out);
+        }
+        self.publish_view();
+        Ok(())
+    }
+
+    pub async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<NodeInput>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.node.tick_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.publish_view();
+        let result = loop {
+            let first = tokio::select! {
+                item = inputs.recv() => match item {
+                    Some(item) => Some(item),
+                    None => break Ok(()),
+                },
+                _ = tick.tick() => None,
+                _ = shutdown.changed() => break Ok(()),
+            };
+            let mut batch: Vec<NodeInput> = first.into_iter().collect();
+            while batch.len() < MAX_BATCH {
+                match inputs.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+            if let Err(error) = self.turn(batch) {
+                self.log_line(LogLevel::Error, format!("stopping: {error:#}"));
+                break Err(error);
+            }
+        };
+        self.net.shutdown().await;
+        result
+    }
+
+    /// One turn of the loop: see the module doc.
+    fn turn(&mut self, batch: Vec<NodeInput>) -> anyhow::Result<()> {
+        let now = now_ms();
+        let mut turn = Turn::default();
+        let had_items = !batch.is_empty();
+        for item in batch {
+            self.take(item, now, &mut turn);
+        }
+        let mut inputs: Vec<(RuntimeInput, Option<Address>)> = Vec::new();
+        let due = self.tick_due(now);
+        if !turn.commands.is_empty() || !turn.chain_events.is_empty() || due {
+            inputs.push((
+                RuntimeInput {
+                    timestamp: now,
+                    commands: std::mem::take(&mut turn.commands),
+                    chain_events: std::mem::take(&mut turn.chain_events),
+                    messages: Vec::new(),
+                },
+                None,
+            ));
+        }
+        for (peer, messages) in std::mem::take(&mut turn.by_peer) {
+            inputs.push((
+                RuntimeInput {
+                    timestamp: now,
+                    messages,
+                    ..RuntimeInput::default()
+                },
+                Some(peer),
+            ));
+        }
+        let applied = !inputs.is_empty();
+        let outputs = if applied {
+            self.last_input_at = now;
+            self.apply_and_persist(inputs)?
+        } else {
+            Vec::new()
+        };
+        let mut events: Vec<RuntimeEvent> = Vec::new();
+        for (out, peer) in outputs {
+            if let Some(peer) = peer {
+                self.check_peer(peer, &out.events);
+            }
+            events.extend(out.events.iter().cloned());
+            self.dispatch(out);
+        }
+        for submitted in turn.submitted {
+            let dropped = events.iter().find_map(|e| match e {
+                RuntimeEvent::TxDropped { tx, error, .. } if **tx == submitted.tx => {
+                    Some(error.to_string())
+                }
+                _ => None,
+            });
+            let response = match dropped {
+                Some(message) => Response::Error { message },
+                None => submitted.ok,
+            };
+            let _ = submitted.reply.send(response);
+        }
+        for (request, reply) in turn.reads {
+            let response = self.read(request);
+            let _ = reply.send(response);
+        }
+        self.maybe_publish_profile(now);
+        if applied || had_items {
+            self.publish_view();
+        }
+        Ok(())
+    }
+
+    /// Is a clock tick due: something in flight that time can move (expiry, re-stamping)?
+    fn tick_due(&self, now: u64) -> bool {
+        if now < self.last_input_at + self.config.node.tick_ms {
+            return false;
+        }
+        let Some(state) = self.state() else {
+            return false;
+        };
+        state.accounts.values().any(|entry| {
+            entry.account.pending().is_some()
+                || !entry.account.mempool().is_empty()
+                || !entry.account.state().locks.is_empty()
+        }) || !state.awaiting.is_empty()
+    }
+
+    /// Sorts one queued item into the turn.
+    fn take(&mut self, item: NodeInput, now: u64, turn: &mut Turn) {
+        match item {
+            NodeInput::Request((request, reply)) => self.take_request(request, reply, now, turn),
+            NodeInput::Net(event) => self.take_net_event(*event, now, turn),
+            NodeInput::Chain(range) => match range.core_events() {
+                Ok(events) => {
+                    let me = self.entity;
+                    turn.chain_events
+                        .extend(events.into_iter().filter(|event| match event {
+                            xln_core::runtime::ChainEvent::Block { .. } => true,
+                            xln_core::runtime::ChainEvent::Reserve { entity, .. } => *entity == me,
+                            xln_core::runtime::ChainEvent::Account { left, right, .. } => {
+                                *left == me || *right == me
+                            }
+                        }));
+                    self.chain_status.followed = range.to_block;
+                    self.chain_status.head = self.chain_status.head.max(range.to_block);
+                    self.chain_status.connected = true;
+                    self.chain_status.error = None;
+                }
+                Err(error) => self.log_line(
+                    LogLevel::Error,
+                    format!(
+                        "chain blocks {}..={}: {error}",
+                        range.from_block, range.to_block
+                    ),
+                ),
+            },
+            NodeInput::ChainDone { what, result } => {
+                self.pending_chain.retain(|p| p.what != what);
+                match result {
+                    Ok(outcome) => self.log_line(
+                        LogLevel::Info,
+                        format!(
+                            "{what}: mined in block {} ({} gas)",
+                            outcome.block, outcome.gas_used
+                        ),
+                    ),
+                    Err(error) => self.log_line(LogLevel::Error, format!("{what}: {error}")),
+                }
+            }
+            NodeInput::ChainHead { head, error } => {
+                if let Some(head) = head {
+                    self.chain_status.head = head;
+                    self.chain_status.connected = true;
+                }
+                if error.is_some() {
+                    self.chain_status.connected = false;
+                }
+                self.chain_status.error = error;
+            }
+        }
+    }
+
+    fn take_net_event(&mut self, event: NetEvent, now: u64, turn: &mut Turn) {
+        match event {
+            NetEvent::Received { from, message } => match message {
+                WireMessage::Envelope(envelope) => {
+                    turn.by_peer.entry(from).or_default().push(envelope)
+                }
+                WireMessage::Profile(profile) => self.receive_profile(from, profile, now),
+            },
+            NetEvent::Connected { signer } => {
+                self.log_line(LogLevel::Info, format!("peer {} connected", signer.short()));
+                // A newcomer learns what we know: our profile and the ones we relay.
+                for profile in self.profiles.iter() {
+                    self.net.send(signer, WireMessage::Profile(profile.clone()));
+                }
+            }
+            NetEvent::Disconnected { signer, reason } => {
+                self.log_line(
+                    LogLevel::Info,
+                    format!("peer {} disconnected: {reason}", signer.short()),
+                );
+            }
+        }
+    }
+
+    /// A peer whose message broke a rule is disconnected; what it sent changed nothing.
+    fn check_peer(&mut self, peer: Address, events: &[RuntimeEvent]) {
+        let offence = events.iter().find_map(|e| match e {
+            RuntimeEvent::Rejected(error @ RuntimeError::Consensus { .. }) => {
+                Some(error.to_string())
+            }
+            _ => None,
+        });
+        if let Some(offence) = offence {
+            self.log_line(
+                LogLevel::Warn,
+                format!(
+                    "peer {} sent a message that was refused: {offence}",
+                    peer.short()
+                ),
+            );
+        }
+    }
+
+    /// Applies the inputs in order and appends them to the WAL in one transaction. Only the
+    /// last input's state hash is recorded (a hash is a pass over the whole state).
+    fn apply_and_persist(
+        &mut self,
+        inputs: Vec<(RuntimeInput, Option<Address>)>,
+    ) -> anyhow::Result<Vec<(RuntimeOutput, Option<Address>)>> {
+        let count = inputs.len();
+        let mut logged: Vec<(u64, RuntimeInput, Hash)> = Vec::with_capacity(count);
+        let mut outputs = Vec::with_capacity(count);
+        for (index, (input, peer)) in inputs.into_iter().enumerate() {
+            let out = self.runtime.apply(input.clone());
+            self.seq += 1;
+            let hash = if index + 1 == count {
+                self.runtime.state().hash()
+            } else {
+                Hash::ZERO
+            };
+            logged.push((self.seq, input, hash));
+            outputs.push((out, peer));
+        }
+        let entries: Vec<(u64, &RuntimeInput, Hash)> = logged
+            .iter()
+            .map(|(seq, input, hash)| (*seq, input, *hash))
+            .collect();
+        self.logged_since_snapshot += self
+            .store
+            .append_batch(&entries)
+            .map_err(|e| anyhow::anyhow!("writing the WAL: {e}"))?;
+        if self.seq - self.last_snapshot_seq >= self.config.node.snapshot_every
+            || self.logged_since_snapshot >= self.config.node.snapshot_every_bytes
+        {
+            self.store
+                .snapshot(self.seq, self.runtime.state())
+                .map_err(|e| anyhow::anyhow!("writing a snapshot: {e}"))?;
+            self.last_snapshot_seq = self.seq;
+            self.logged_since_snapshot = 0;
+        }
+        Ok(outputs)
+    }
+
+    /// Sends what the runtime produced: messages to peers, operations to the chain worker,
+    /// events to the log and the view's records.
+    fn dispatch(&mut self, out: RuntimeOutput) {
+        for envelope in out.messages {
+            self.net
+                .send(envelope.to.signer, WireMessage::Envelope(envelope));
+        }
+        let mut by_entity: BTreeMap<EntityId, Vec<ChainRequest>> = BTreeMap::new();
+        for (entity, request) in out.chain {
+            by_entity.entry(entity).or_default().push(request);
+        }
+        for (entity, requests) in by_entity {
+            if entity != self.entity || !self.is_proposer() {
+                continue;
+            }
+            let what = format!("batch of {} operation(s)", requests.len());
+            self.pending_chain.push(ChainTxView {
+                what: what.clone(),
+                tx: None,
+                confirmations: 0,
+            });
+            let job = ChainJob::Batch {
+                entity,
+                board: self.board.clone(),
+                ops: requests
+                    .iter()
+                    .map(crate::chain::batch::ChainOp::from)
+                    .collect(),
+                what,
+                reply: None,
+            };
+            if self.chain_jobs.try_send(job).is_err() {
+                self.log_line(
+                    LogLevel::Error,
+                    "the chain worker is not taking jobs".into(),
+                );
+            }
+        }
+        for event in out.events {
+            self.record(event);
+        }
+    }
+
+    fn record(&mut self, event: RuntimeEvent) {
+        match event {
+            RuntimeEvent::Entity { event, .. } => self.record_entity_event(event),
+            RuntimeEvent::Committed { .. } => {}
+            RuntimeEvent::TxDropped { tx, error, .. } => {
+                self.log_line(LogLevel::Warn, format!("dropped {tx:?}: {error}"))
+            }
+            RuntimeEvent::Rejected(error) => {
+                self.log_line(LogLevel::Warn, format!("refused: {error}"))
+            }
+        }
+    }
+
+    fn record_entity_event(&mut self, event: EntityEvent) {
+        let now = now_ms();
+        match event {
+            EntityEvent::AccountOpened { peer } => {
+                self.profile_dirty = true;
+                self.log_line(
+                    LogLevel::Info,
+                    format!("account with {} opened", peer.short()),
+                );
+            }
+            EntityEvent::Account { peer, event } => {
+                if let xln_core::account::AccountEvent::Committed {
+                    height,
+                    frame_hash,
+                    txs,
+                    ..
+                } = event
+                {
+                    self.profile_dirty = true;
+                    let frames = self.frames.entry(peer).or_default();
+                    frames.push(FrameSummary {
+                        height,
+                        timestamp: now,
+                        txs: txs.len(),
+                        hash: frame_hash,
+                    });
+                    if frames.len() > KEPT_FRAMES {
+                        frames.remove(0);
+                    }
+                }
+            }
+            EntityEvent::PaymentSent {
+                hashlock,
+                receiver,
+                amount,
+            } => self.log_line(
+                LogLevel::Info,
+                format!(
+                    "payment {} of {amount} to {} sent",
+                    hashlock.short(),
+                    receiver.short()
+                ),
+            ),
+            EntityEvent::PaymentFinished { hashlock, status } => self.log_line(
+                LogLevel::Info,
+                format!(
+                    "payment {}: {}",
+                    hashlock.short(),
+                    view::payment_status(&status)
+                ),
+            ),
+            EntityEvent::PaymentReceived {
+                hashlock,
+                from,
+                amount,
+            } => self.log_line(
+                LogLevel::Info,
+                format!(
+                    "received {amount} ({}) via {}",
+                    hashlock.short(),
+                    from.short()
+                ),
+            ),
+            EntityEvent::Forwarded { from, token, fee } => {
+                self.forwards.forwarded += 1;
+                match self.forwards.fees.iter_mut().find(|(t, _)| *t == token) {
+                    Some((_, total)) => *total = total.saturating_add(fee),
+                    None => self.forwards.fees.push((token, fee)),
+                }
+                self.push_forward(ForwardView {
+                    timestamp: now,
+                    from,
+                    fee,
+                    failure: None,
+                });
+            }
+            EntityEvent::ForwardRefused { peer, failure } => {
+                let reason = format!("{:?}", failure.reason);
+                match self
+                    .forwards
+                    .failures
+                    .iter_mut()
+                    .find(|(r, _)| *r == reason)
+                {
+                    Some((_, count)) => *count += 1,
+                    None => self.forwards.failures.push((reason.clone(), 1)),
+                }
+                self.push_forward(ForwardView {
+                    timestamp: now,
+                    from: peer,
+                    fee: 0,
+                    failure: Some(reason),
+                });
+            }
+            EntityEvent::LockExpired { peer, lock_id } => self.log_line(
+                LogLevel::Warn,
+                format!(
+                    "lock {lock_id} with {} expired and was cancelled",
+                    peer.short()
+                ),
+            ),
+            EntityEvent::ChainRequested(request) => self.log_line(
+                LogLevel::Info,
+                format!("chain operation decided: {request:?}"),
+            ),
+            swap @ (EntityEvent::SwapOffered { .. }
+            | EntityEvent::SwapResolved { .. }
+            | EntityEvent::SwapCancelled { .. }
+            | EntityEvent::SwapMatched { .. }
+            | EntityEvent::SwapLegDropped { .. }
+            | EntityEvent::SwapExpired { .. }
+            | EntityEvent::SwapNotBooked { .. }) => {
+                self.log_line(LogLevel::Info, format!("swap: {swap:?}"))
+            }
+        }
+    }
+
+    fn push_forward(&mut self, forward: ForwardView) {
+        self.forwards.recent.push(forward);
+        if self.forwards.recent.len() > KEPT_FORWARDS {
+            self.forwards.recent.remove(0);
+        }
+    }
+
+    // ------------------------------------------------------------------ requests
+
+    fn take_request(
+        &mut self,
+        request: Request,
+        reply: oneshot::Sender<Response>,
+        now: u64,
+        turn: &mut Turn,
+    ) {
+        match self.plan_request(request, now) {
+            Ok(Planned::Read(request)) => turn.reads.push((request, reply)),
+            Ok(Planned::Submit { tx, ok }) => {
+                turn.commands.push(Command::Submit {
+                    entity: self.entity,
+                    txs: vec![tx.clone()],
+                });
+                turn.submitted.push(Submitted { tx, reply, ok });
+            }
+            Ok(Planned::Chain(job)) => {
+                let job = job(reply);
+                if let Err(error) = self.chain_jobs.try_send(job) {
+                    let reply = match error {
+                        mpsc::error::TrySendError::Full(job)
+                        | mpsc::error::TrySendError::Closed(job) => job.into_reply(),
+                    };
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Response::Error {
+                            message: "the chain worker is busy; try again".into(),
+                        });
+                    }
+                }
+            }
+            Ok(Planned::Answered(response)) => {
+                let _ = reply.send(response);
+            }
+            Err(message) => {
+                let _ = reply.send(Response::Error { message });
+            }
+        }
+    }
+
+    /// What a request asks for, checked against the state: a clear error changes nothing.
+    fn plan_request(&mut self, request: Request, now: u64) -> Result<Planned, String> {
+        let state = self.state().ok_or("the entity is not created yet")?;
+        match request {
+            Request::View
+            | Request::Status
+            | Request::Tokens
+            | Request::Accounts
+            | Request::Htlcs
+            | Request::Reserves
+            | Request::Routes { .. }
+            | Request::PaymentStatus { .. }
+            | Request::Netting => Ok(Planned::Read(request)),
+            Request::OpenAccount { peer } => {
+                let (peer, peer_board) = self.resolve_peer(&peer)?;
+                if state.accounts.contains_key(&peer) {
+                    return Err(format!("an account with {} exists already", peer.short()));
+                }
+                Ok(Planned::Submit {
+                    tx: EntityTx::OpenAccount { peer, peer_board },
+                    ok: Response::Done {
+                        what: format!("account with {} opened", peer.short()),
+                    },
+                })
+            }
+            Request::Credit {
+                peer,
+                token,
+                amount,
+            } => {
+                let peer = self.existing_account(&peer)?;
+                Ok(Planned::Submit {
+                    tx: EntityTx::Account {
+                        peer,
+                        tx: AccountTx::SetCreditLimit { token, amount },
+                    },
+                    ok: Response::Done {
+                        what: format!(
+                            "credit of {amount} in token {token} to {} set",
+                            peer.short()
+                        ),
+                    },
+                })
+            }
+            Request::Pay {
+                destination,
+                token,
+                amount,
+            } => {
+                let (route, order) = self.payment_order(&destination, token, amount)?;
+                let hashlock = xln_core::crypto::keccak256(&order.preimage.0);
+                self.started.insert(hashlock, (now, route.hops.len()));
+                Ok(Planned::Submit {
+                    tx: EntityTx::Pay(Box::new(order)),
+                    ok: Response::PaymentStarted { hashlock, route },
+                })
+            }
+            Request::Withdraw { token, amount, to } => Ok(Planned::Submit {
+                tx: EntityTx::Chain(ChainRequest::Withdraw {
+                    token,
+                    amount,
+                    to: to.unwrap_or(self.key.address()),
+                }),
+                ok: Response::Done {
+                    what: format!("withdrawal of {amount} of token {token} sent to the chain"),
+                },
+            }),
+            Request::Collateral {
+                peer,
+                token,
+                amount,
+            } => {
+                let peer = self.existing_account(&peer)?;
+                Ok(Planned::Submit {
+                    tx: EntityTx::Chain(ChainRequest::AddCollateral {
+                        peer,
+                        token,
+                        amount,
+                    }),
+                    ok: Response::Done {
+                        what: format!(
+                            "{amount} of token {token} moving into collateral with {}",
+                            peer.short()
+                        ),
+                    },
+                })
+            }
+            Request::Deposit { token, amount } => {
+                if amount == 0 {
+                    return Err("the amount is zero".into());
+                }
+                let address = self
+                    .chain
+                    .tokens
+                    .iter()
+                    .find(|t| t.id == token)
+                    .map(|t| t.address)
+                    .ok_or_else(|| format!("token {token} is not in the chain config"))?;
+                let entity = self.entity;
+                let what = format!("deposit of {amount} of token {token}");
+                self.pending_chain.push(ChainTxView {
+                    what: what.clone(),
+                    tx: None,
+                    confirmations: 0,
+                });
+                Ok(Planned::Chain(Box::new(move |reply| ChainJob::Deposit {
+                    entity,
+                    token: address,
+                    amount,
+                    what,
+                    reply,
+                })))
+            }
+            Request::Dispute { peer } => {
+                let peer = self.existing_account(&peer)?;
+                let job = self.dispute_job(&peer)?;
+                Ok(Planned::Chain(job))
+            }
+            Request::Settle { peer } => {
+                let peer = self.existing_account(&peer)?;
+                Err(format!(
+                    "cooperative settlement with {} is not built yet: the two entities must \
+                     first agree on the settlement off chain; `dispute` settles without the peer",
+                    peer.short()
+                ))
+            }
+            Request::BlockPeer { signer, blocked } => {
+                self.net.set_blocked(signer, blocked);
+                Ok(Planned::Answered(Response::Done {
+                    what: format!(
+                        "peer {} {}",
+                        signer.short(),
+                        if blocked { "blocked" } else { "unblocked" }
+                    ),
+                }))
+            }
+        }
+    }
+
+    /// An entity id, or the name of a profile, as an entity and its board.
+    fn resolve_peer(&self, peer: &str) -> Result<(EntityId, Board), String> {
+        let id = match peer.parse::<EntityId>() {
+            Ok(id) => id,
+            Err(_) => {
+                let named: Vec<&SignedProfile> = self
+                    .profiles
+                    .iter()
+                    .filter(|p| p.profile.name == peer)
+                    .collect();
+                match named.as_slice() {
+                    [one] => one.profile.entity_id,
+                    [] => return Err(format!("no known entity is named {peer:?}")),
+                    _ => return Err(format!("several entities are named {peer:?}; use its id")),
+                }
+            }
+        };
+        if id == self.entity {
+            return Err("that is this entity".into());
+        }
+        if let Some(entry) = self.state().and_then(|s| s.accounts.get(&id)) {
+            return Ok((id, entry.peer_board.clone()));
+        }
+        let profile = self.profiles.get(&id).ok_or_else(|| {
+            format!(
+                "no profile of {} is known yet (is it connected?)",
+                id.short()
+            )
+        })?;
+        Ok((id, profile.profile.board.clone()))
+    }
+
+    fn existing_account(&self, peer: &str) -> Result<EntityId, String> {
+        let (id, _) = self.resolve_peer(peer)?;
+        match self.state().is_some_and(|s| s.accounts.contains_key(&id)) {
+            true => Ok(id),
+            false => Err(format!("no account with {}", id.short())),
+        }
+    }
+
+    /// Our accounts as the routing graph takes them (exact, not gossiped).
+    fn own_profile_accounts(&self) -> Vec<ProfileAccount> {
+        let Some(state) = self.state() else {
+            return Vec::new();
+        };
+        state
+            .accounts
+            .iter()
+            .flat_map(|(peer, entry)| {
+                let side = entry.account.side();
+                entry
+                    .account
+                    .state()
+                    .deltas
+                    .iter()
+                    .map(move |(token, delta)| {
+                        let caps = delta.capacities(side).unwrap_or_default();
+                        ProfileAccount {
+                            peer: *peer,
+                            token: *token,
+                            out_capacity: caps.out_capacity,
+                            in_capacity: caps.in_capacity,
+                        }
+                    })
+            })
+            .collect()
+    }
+
+    fn routes(
+        &self,
+        destination: &str,
+        token: u32,
+        amount: u128,
+    ) -> Result<Vec<(xln_core::routing::Route, RouteView)>, String> {
+        let (target, _) = self.resolve_peer(destination)?;
+        let own = self.own_profile_accounts();
+        let graph =
+            Graph::from_profiles_and_own_accounts(self.profiles.profiles(), self.entity, &own);
+        let routes = find_routes(&graph, &self.entity, &target, token, amount, ROUTES_SHOWN)
+            .map_err(|e| e.to_string())?;
+        Ok(routes
+            .into_iter()
+            .map(|route| {
+                let view = RouteView {
+                    hops: route.hops.iter().skip(1).copied().collect(),
+                    names: route
+                        .hops
+                        .iter()
+                        .skip(1)
+                        .map(|h| self.profiles.get(h).map(|p| p.profile.name.clone()))
+                        .collect(),
+                    amount,
+                    fee: route.total_fee,
+                    success_per_mille: (route.success_probability * 1000.0).round() as u32,
+                };
+                (route, view)
+            })
+            .collect())
+    }
+
+    fn payment_order(
+        &mut self,
+        destination: &str,
+        token: u32,
+        amount: u128,
+    ) -> Result<(RouteView, PaymentOrder), String> {
+        let routes = self.routes(destination, token, amount)?;
+        let (route, view) = routes
+            .into_iter()
+            .next()
+            .ok_or("no route can carry the amount")?;
+        let hops = RouteHop::from_route(&route, &self.profiles).map_err(|e| e.to_string())?;
+        Ok((
+            view,
+            PaymentOrder {
+                token,
+                amount,
+                route: hops,
+                preimage: Preimage(random_bytes()),
+                seed: self.onion_seed(),
+            },
+        ))
+    }
+
+    fn dispute_job(&self, peer: &EntityId) -> Result<ChainJobBuilder, String> {
+        let state = self.state().ok_or("no entity")?;
+        let entry = state.accounts.get(peer).ok_or("no such account")?;
+        let account = &entry.account;
+        let proof = account.proof().ok_or(
+            "the peer has not signed any frame of this account yet: nothing to dispute with",
+        )?;
+        if proof.header.height != account.height() {
+            return Err(
+                "the newest frame is not signed by the peer yet; try again in a moment".into(),
+            );
+        }
+        let chain_proof = crate::chain::encode::dispute_proof(
+            account.key(),
+            peer,
+            &entry.peer_board,
+            proof,
+            account.state(),
+        )
+        .map_err(|e| e.to_string())?;
+        let entity = self.entity;
+        let board = self.board.clone();
+        let what = format!("dispute with {}", peer.short());
+        Ok(Box::new(move |reply| ChainJob::Batch {
+            entity,
+            board,
+            ops: vec![crate::chain::batch::ChainOp::StartDispute(Box::new(
+                chain_proof,
+            ))],
+            what,
+            reply: Some(reply),
+        }))
+    }
+
+    fn read(&self, request: Request) -> Response {
+        match request {
+            Request::View => Response::View(Box::new(self.build_view())),
+            Request::Status => Response::Status(self.build_view().status),
+            Request::Tokens => Response::Tokens(self.tokens()),
+            Request::Accounts => Response::Accounts(self.build_view().accounts),
+            Request::Htlcs => Response::Htlcs(self.state().map(view::htlcs).unwrap_or_default()),
+            Request::Reserves => {
+                Response::Reserves(self.state().map(view::reserves).unwrap_or_default())
+            }
+            Request::Routes {
+                destination,
+                token,
+                amount,
+            } => match self.routes(&destination, token, amount) {
+                Ok(routes) => Response::Routes(routes.into_iter().map(|(_, v)| v).collect()),
+                Err(message) => Response::Error { message },
+            },
+            Request::PaymentStatus { hashlock } => {
+                let found = self
+                    .state()
+                    .map(|s| view::payments(s, &self.started))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .find(|p| p.hashlock == hashlock);
+                match found {
+                    Some(payment) => Response::Payment(payment),
+                    None => Response::Error {
+                        message: format!("no payment {} is known", hashlock.short()),
+                    },
+                }
+            }
+            Request::Netting => Response::Netting(NettingView::default()),
+            other => Response::Error {
+                message: format!("{other:?} is not a read"),
+            },
+        }
+    }
+
+    // ------------------------------------------------------------------ gossip
+
+    fn receive_profile(&mut self, from: Address, profile: SignedProfile, now: u64) {
+        let entity = profile.entity_id();
+        match self.profiles.merge(profile.clone(), now) {
+            Ok(outcome) => {
+                if matches!(
+                    outcome,
+                    xln_core::gossip::MergeOutcome::Added | xln_core::gossip::MergeOutcome::Updated
+                ) {
+                    // Hubs relay what is new to their other peers.
+                    self.net.broadcast(WireMessage::Profile(profile));
+                }
+            }
+            Err(ProfileError::BadSignature(QuorumError::NotEnoughWeight { .. }))
+                if entity == self.entity && self.board.weight_of(&from).is_some() =>
+            {
+                self.cosign_profile(from, profile, now);
+            }
+            Err(error) => self.log_line(
+                LogLevel::Debug,
+                format!(
+                    "profile of {} from {} dropped: {error}",
+                    entity.short(),
+                    from.short()
+                ),
+            ),
+        }
+    }
+
+    /// A member of our board asks for our signature on our entity's profile.
+    fn cosign_profile(&mut self, from: Address, mut profile: SignedProfile, now: u64) {
+        let digest = profile.profile.digest();
+        let mine = self.key.sign(&digest);
+        if !profile.signature.0.contains(&mine) {
+            profile.signature.0.push(mine);
+        }
+        if self.profiles.merge(profile.clone(), now).is_ok() {
+            self.net.broadcast(WireMessage::Profile(profile));
+        } else {
+            self.net.send(from, WireMessage::Profile(profile));
+        }
+    }
+
+    /// Signs and floods our profile when our accounts changed, and now and then anyway. A
+    /// multi-signer entity's proposer signs first and asks the other members to co-sign.
+    fn maybe_publish_profile(&mut self, now: u64) {
+        if !self.is_proposer() {
+            return;
+        }
+        let due = (self.profile_dirty && now >= self.last_profile_at + PROFILE_MIN_GAP_MS)
+            || now >= self.last_profile_at + PROFILE_EVERY_MS;
+        if !due {
+            return;
+        }
+        let Some(state) = self.state() else {
+            return;
+        };
+        let mut accounts = self.own_profile_accounts();
+        accounts.truncate(xln_core::gossip::MAX_PROFILE_ACCOUNTS);
+        let profile = Profile {
+            entity_id: self.entity,
+            board: self.board.clone(),
+            onion_key: self.key.public_key(),
+            name: self.config.name.clone(),
+            endpoint: self
+                .config
+                .endpoint
+                .clone()
+                .or_else(|| self.net.local_addr().map(|a| format!("ws://{a}")))
+                .unwrap_or_default(),
+            is_hub: self.config.hub,
+            fee_base: state.fees.base,
+            fee_ppm: state.fees.ppm,
+            accounts,
+            updated_at: now.max(self.last_profile_at + 1),
+        };
+        let signature = QuorumSignature(vec![self.key.sign(&profile.digest())]);
+        let signed = SignedProfile { profile, signature };
+        self.last_profile_at = signed.profile.updated_at;
+        self.profile_dirty = false;
+        if self.profiles.merge(signed.clone(), now).is_ok() {
+            self.net.broadcast(WireMessage::Profile(signed));
+        } else {
+            for member in self.board.members() {
+                if member.signer != self.key.address() {
+                    self.net
+                        .send(member.signer, WireMessage::Profile(signed.clone()));
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ view
+
+    fn build_view(&self) -> NodeView {
+        let Some(state) = self.state() else {
+            return NodeView::default();
+        };
+        let accounts = view::accounts(state, &self.profiles, &self.frames, &self.disputed);
+        let peers = self.net.peers();
+        let mut status = view::status_from_state(state, &self.config.name, self.key.address());
+        status.inputs = self.seq;
+        status.chain = self.chain_status.clone();
+        status.chain.followed = state
+            .j_height
+            .max(status.chain.followed.min(state.j_height));
+        status.peers_connected = peers.iter().filter(|p| p.connected).count();
+        status.totals = view::totals(&accounts);
+        if !self.chain_status.connected {
+            status.problems.push(
+                self.chain_status
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "the chain has not answered yet".into()),
+            );
+        }
+        if !self.config.dial.is_empty() && status.peers_connected == 0 {
+            status.problems.push("no peer is connected".into());
+        }
+        status.healthy = status.problems.is_empty();
+        let _ = &self.db_path;
+        NodeView {
+            status,
+            reserves: view::reserves(state),
+            htlcs: view::htlcs(state),
+            payments: view::payments(state, &self.started),
+            accounts,
+            forwards: self.forwards.clone(),
+            peers,
+            profiles: view::profiles(&self.profiles),
+            tokens: self.tokens(),
+            pending_chain_txs: self.pending_chain.clone(),
+            log: self.log.iter().cloned().collect(),
+        }
+    }
+
+    /// The chain config's tokens; the devnet's test tokens have 18 decimals, like most ERC-20s.
+    fn tokens(&self) -> Vec<crate::api::TokenInfo> {
+        self.chain
+            .tokens
+            .iter()
+            .map(|t| crate::api::TokenInfo {
+                id: t.id,
+                symbol: t.symbol.clone(),
+                decimals: 18,
+            })
+            .collect()
+    }
+
+    fn publish_view(&self) {
+        // Building the view is a pass over the state: skip it when nobody looks.
+        if self.views.receiver_count() > 0 {
+            self.views.send_replace(Arc::new(self.build_view()));
+        }
+    }
+}
+
+/// A chain job waiting for the reply channel of its request.
+type ChainJobBuilder = Box<dyn FnOnce(oneshot::Sender<Response>) -> ChainJob + Send>;
+
+enum Planned {
+    Read(Request),
+    Submit { tx: EntityTx, ok: Response },
+    Chain(ChainJobBuilder),
+    Answered(Response),
+}
