@@ -1682,6 +1682,7 @@ async fn devnet_deploys_funds_the_example_keys_and_writes_the_config() {
         keys: std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keys.example"),
         config_out: dir.join("chain.json"),
         block_time: None,
+        fund: Vec::new(),
     };
     let mut net = devnet::start(&options).await.unwrap();
     let config = ChainConfig::load(&options.config_out).unwrap();
