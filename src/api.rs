@@ -43,6 +43,10 @@ pub enum Request {
     PaymentStatus {
         hashlock: Hash,
     },
+    /// Answers once our payment has succeeded or failed (or at once if it has).
+    AwaitPayment {
+        hashlock: Hash,
+    },
     Htlcs,
     Reserves,
     /// Move `amount` of `token` from the signer's wallet into the entity's reserve.

@@ -458,23 +458,12 @@ async fn client_command(paths: &Paths, command: Command, json: bool) -> anyhow::
     Ok(())
 }
 
-/// Polls a payment until it is no longer pending (at most a minute).
+/// Waits for a payment to end.
 async fn wait_for_payment(
     client: &mut control::ControlClient,
     hashlock: Hash,
 ) -> anyhow::Result<Response> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let response = client.call(&Request::PaymentStatus { hashlock }).await?;
-        match &response {
-            Response::Payment(p) if p.status == "pending" => {}
-            _ => return Ok(response),
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Ok(response);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    client.call(&Request::AwaitPayment { hashlock }).await
 }
 
 fn print_human(response: &Response, tokens: &[TokenInfo]) {

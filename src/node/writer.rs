@@ -42,6 +42,8 @@ const KEPT_FORWARDS: usize = 200;
 const PROFILE_EVERY_MS: u64 = 10_000;
 /// Least time between two profiles (they are signed and flooded).
 const PROFILE_MIN_GAP_MS: u64 = 500;
+/// Least time between two rebuilds of the view.
+const VIEW_EVERY: Duration = Duration::from_millis(100);
 /// Payments that share one onion session before a new one is drawn.
 const ONION_SESSION_USES: u32 = 256;
 /// Candidate routes shown for a payment.
@@ -108,6 +110,11 @@ pub(super) struct Writer {
     last_input_at: u64,
     last_profile_at: u64,
     profile_dirty: bool,
+    /// When the view was last rebuilt, and whether it is behind the state.
+    view_published_at: std::time::Instant,
+    view_stale: bool,
+    /// Requests waiting for a payment of ours to end.
+    payment_waiters: BTreeMap<Hash, Vec<oneshot::Sender<Response>>>,
     /// The onion session seed and how many payments used it (see `onion_seed`).
     onion_session: ([u8; 32], u32),
 }
@@ -165,6 +172,9 @@ impl Writer {
             last_profile_at: 0,
             profile_dirty: true,
             onion_session: (random_bytes(), 0),
+            payment_waiters: BTreeMap::new(),
+            view_published_at: std::time::Instant::now(),
+            view_stale: true,
         }
     }
 
@@ -350,11 +360,22 @@ impl Writer {
             let _ = submitted.reply.send(response);
         }
         for (request, reply) in turn.reads {
+            if let Request::AwaitPayment { hashlock } = request
+                && self.payment_pending(&hashlock)
+            {
+                self.payment_waiters
+                    .entry(hashlock)
+                    .or_default()
+                    .push(reply);
+                continue;
+            }
             let response = self.read(request);
             let _ = reply.send(response);
         }
+        self.answer_payment_waiters();
         self.maybe_publish_profile(now);
-        if applied || had_items {
+        self.view_stale |= applied || had_items;
+        if self.view_stale && self.view_published_at.elapsed() >= VIEW_EVERY {
             self.publish_view();
         }
         Ok(())
@@ -612,14 +633,16 @@ impl Writer {
                     receiver.short()
                 ),
             ),
-            EntityEvent::PaymentFinished { hashlock, status } => self.log_line(
-                LogLevel::Info,
-                format!(
-                    "payment {}: {}",
-                    hashlock.short(),
-                    view::payment_status(&status)
-                ),
-            ),
+            EntityEvent::PaymentFinished { hashlock, status } => {
+                self.log_line(
+                    LogLevel::Info,
+                    format!(
+                        "payment {}: {}",
+                        hashlock.short(),
+                        view::payment_status(&status)
+                    ),
+                );
+            }
             EntityEvent::PaymentReceived {
                 hashlock,
                 from,
@@ -746,6 +769,7 @@ impl Writer {
             | Request::Reserves
             | Request::Routes { .. }
             | Request::PaymentStatus { .. }
+            | Request::AwaitPayment { .. }
             | Request::Netting => Ok(Planned::Read(request)),
             Request::OpenAccount { peer } => {
                 let (peer, peer_board) = self.resolve_peer(&peer)?;
@@ -1031,6 +1055,43 @@ impl Writer {
         }))
     }
 
+    /// Answers the requests waiting for payments that have ended.
+    fn answer_payment_waiters(&mut self) {
+        let ended: Vec<Hash> = self
+            .payment_waiters
+            .keys()
+            .filter(|h| !self.payment_pending(h))
+            .copied()
+            .collect();
+        for hashlock in ended {
+            let response = self.payment_response(hashlock);
+            for reply in self.payment_waiters.remove(&hashlock).unwrap_or_default() {
+                let _ = reply.send(response.clone());
+            }
+        }
+    }
+
+    fn payment_pending(&self, hashlock: &Hash) -> bool {
+        self.state()
+            .and_then(|s| s.payments.get(hashlock))
+            .is_some_and(|p| matches!(p.status, xln_core::entity::PaymentStatus::Pending))
+    }
+
+    fn payment_response(&self, hashlock: Hash) -> Response {
+        let found = self
+            .state()
+            .map(|s| view::payments(s, &self.started))
+            .unwrap_or_default()
+            .into_iter()
+            .find(|p| p.hashlock == hashlock);
+        match found {
+            Some(payment) => Response::Payment(payment),
+            None => Response::Error {
+                message: format!("no payment {} is known", hashlock.short()),
+            },
+        }
+    }
+
     fn read(&self, request: Request) -> Response {
         match request {
             Request::View => Response::View(Box::new(self.build_view())),
@@ -1049,19 +1110,8 @@ impl Writer {
                 Ok(routes) => Response::Routes(routes.into_iter().map(|(_, v)| v).collect()),
                 Err(message) => Response::Error { message },
             },
-            Request::PaymentStatus { hashlock } => {
-                let found = self
-                    .state()
-                    .map(|s| view::payments(s, &self.started))
-                    .unwrap_or_default()
-                    .into_iter()
-                    .find(|p| p.hashlock == hashlock);
-                match found {
-                    Some(payment) => Response::Payment(payment),
-                    None => Response::Error {
-                        message: format!("no payment {} is known", hashlock.short()),
-                    },
-                }
+            Request::PaymentStatus { hashlock } | Request::AwaitPayment { hashlock } => {
+                self.payment_response(hashlock)
             }
             Request::Netting => Response::Netting(NettingView::default()),
             other => Response::Error {
@@ -1220,11 +1270,14 @@ impl Writer {
             .collect()
     }
 
-    fn publish_view(&self) {
-        // Building the view is a pass over the state: skip it when nobody looks.
+    /// Rebuilds the view. It is a pass over the state, so a busy node does it at most every
+    /// `VIEW_EVERY` (requests that read get fresh answers regardless).
+    fn publish_view(&mut self) {
         if self.views.receiver_count() > 0 {
             self.views.send_replace(Arc::new(self.build_view()));
         }
+        self.view_published_at = std::time::Instant::now();
+        self.view_stale = false;
     }
 }
 

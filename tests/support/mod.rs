@@ -1,0 +1,447 @@
+//! Nodes as real `xln node` processes for the integration tests and the benchmarks: a devnet
+//! in the test process, `xln init`/`xln node` per node in its own data directory, requests over
+//! the control socket. Every process is killed when its guard drops, and a failing test prints
+//! each node's last log lines.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use xln::api::{AccountView, NodeView, Request, Response};
+use xln::chain::devnet::{self, DevnetOptions};
+use xln::node::control;
+use xln_core::board::EntityId;
+use xln_core::crypto::{Address, Hash, SignerKey};
+
+pub const TOKEN: u32 = 1;
+/// One token with 18 decimals.
+pub const UNIT: u128 = 1_000_000_000_000_000_000;
+
+/// A devnet (anvil + contracts) in this test process; anvil stops on drop.
+pub struct Chain {
+    _devnet: devnet::Devnet,
+    pub chain_file: PathBuf,
+}
+
+pub async fn chain(root: &Path) -> Chain {
+    let chain_file = root.join("chain.json");
+    let devnet = devnet::start(&DevnetOptions {
+        port: 0,
+        keys: Path::new(env!("CARGO_MANIFEST_DIR")).join("keys.example"),
+        config_out: chain_file.clone(),
+        block_time: None,
+        fund: Vec::new(),
+    })
+    .await
+    .expect("devnet");
+    Chain {
+        _devnet: devnet,
+        chain_file,
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub fn xln() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_xln"))
+}
+
+/// One `xln node` process and its data directory. Killed on drop.
+pub struct NodeProcess {
+    pub name: String,
+    pub dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+pub struct NodeSpec<'a> {
+    pub name: &'a str,
+    pub listen: bool,
+    pub dial: Vec<u16>,
+    pub hub: bool,
+    pub key: Option<&'a SignerKey>,
+    /// TOML appended to the generated config (e.g. a `[board]`).
+    pub extra: String,
+}
+
+impl<'a> NodeSpec<'a> {
+    pub fn wallet(name: &'a str, hub_port: u16) -> Self {
+        NodeSpec {
+            name,
+            listen: false,
+            dial: vec![hub_port],
+            hub: false,
+            key: None,
+            extra: String::new(),
+        }
+    }
+}
+
+impl NodeProcess {
+    pub fn init(root: &Path, chain: &Chain, spec: NodeSpec, port: Option<u16>) -> Self {
+        let dir = root.join(spec.name);
+        let mut command = xln();
+        command
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["init", "--name", spec.name, "--chain-file"])
+            .arg(&chain.chain_file);
+        if spec.listen {
+            let port = port.expect("a listening node needs a port");
+            command.args(["--listen", &format!("127.0.0.1:{port}")]);
+        }
+        for dial in &spec.dial {
+            command.args(["--dial", &format!("ws://127.0.0.1:{dial}")]);
+        }
+        if spec.hub {
+            command.arg("--hub");
+        }
+        if let Some(key) = spec.key {
+            command.args([
+                "--import-key",
+                &format!("0x{}", hex::encode(key.secret_bytes())),
+            ]);
+        }
+        let out = command.output().expect("xln init");
+        assert!(
+            out.status.success(),
+            "init {}: {}",
+            spec.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if !spec.extra.is_empty() {
+            let config = dir.join("config.toml");
+            let mut text = std::fs::read_to_string(&config).unwrap();
+            text.push('\n');
+            text.push_str(&spec.extra);
+            std::fs::write(&config, text).unwrap();
+        }
+        NodeProcess {
+            name: spec.name.to_string(),
+            dir,
+            child: None,
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("control.sock")
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "{} runs already", self.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("node.log"))
+            .unwrap();
+        let child = xln()
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(["--log", "info", "node"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawning xln node");
+        self.child = Some(child);
+    }
+
+    /// Waits until the control socket answers (the node recovered and listens).
+    pub async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Response::Status(_)) = control::call(&self.socket(), &Request::Status).await {
+                return;
+            }
+            if let Some(child) = &mut self.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "{} exited with {status}: {}",
+                    self.name,
+                    std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "{} never answered", self.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn run(&mut self) {
+        self.start();
+        self.wait_ready().await;
+    }
+
+    /// SIGKILL: no clean shutdown, whatever was in flight is lost but the WAL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        assert!(status.success(), "{} exited with {status}", self.name);
+                        return;
+                    }
+                    _ if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        panic!("{} did not stop on SIGTERM", self.name);
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+    }
+
+    pub async fn ask(&self, request: Request) -> Response {
+        control::call(&self.socket(), &request)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:#}", self.name))
+    }
+
+    pub async fn view(&self) -> NodeView {
+        match self.ask(Request::View).await {
+            Response::View(view) => *view,
+            other => panic!("{}: {other:?}", self.name),
+        }
+    }
+
+    pub async fn entity(&self) -> EntityId {
+        self.view().await.status.entity
+    }
+
+    pub async fn signer(&self) -> Address {
+        self.view().await.status.signer
+    }
+
+    /// Repeats `request` until it is taken (e.g. while gossip has not arrived yet).
+    pub async fn ask_until_done(&self, request: Request) -> Response {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let response = self.ask(request.clone()).await;
+            match &response {
+                Response::Error { message } if Instant::now() < deadline => {
+                    let _ = message;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Response::Error { message } => panic!("{}: {request:?}: {message}", self.name),
+                _ => return response,
+            }
+        }
+    }
+
+    /// Runs the `xln` binary as a client of this node.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        xln()
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .args(args)
+            .output()
+            .expect("xln client")
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+        // A failing test shows what each node logged.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- {} (last lines of its log) ---", self.name);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// Opens an account of `wallet` with `hub` (once the hub's profile reached the wallet).
+pub async fn open(wallet: &NodeProcess, hub: &NodeProcess) {
+    let hub_id = hub.entity().await.to_string();
+    wallet
+        .ask_until_done(Request::OpenAccount { peer: hub_id })
+        .await;
+}
+
+pub async fn credit(from: &NodeProcess, to: &NodeProcess, amount: u128) {
+    let peer = to.entity().await.to_string();
+    from.ask_until_done(Request::Credit {
+        peer,
+        token: TOKEN,
+        amount,
+    })
+    .await;
+}
+
+/// The wallet → hub → wallet network with credit for `alice` to pay `bob` up to 1,000 units.
+pub async fn hub_and_two_wallets(
+    root: &Path,
+    chain: &Chain,
+) -> (NodeProcess, NodeProcess, NodeProcess) {
+    let port = free_port();
+    let hub_spec = NodeSpec {
+        name: "hub",
+        listen: true,
+        dial: Vec::new(),
+        hub: true,
+        key: None,
+        extra: String::new(),
+    };
+    let mut hub = NodeProcess::init(root, chain, hub_spec, Some(port));
+    let mut alice = NodeProcess::init(root, chain, NodeSpec::wallet("alice", port), None);
+    let mut bob = NodeProcess::init(root, chain, NodeSpec::wallet("bob", port), None);
+    hub.run().await;
+    alice.run().await;
+    bob.run().await;
+    connect(&hub, &[&alice, &bob]).await;
+    wait_route(&alice, &bob, 100 * UNIT).await;
+    (hub, alice, bob)
+}
+
+/// Accounts of each wallet with the hub, 1,000 units of credit each way. A wallet's first
+/// frame (its credit) is what tells the hub about the account.
+pub async fn connect(hub: &NodeProcess, wallets: &[&NodeProcess]) {
+    for wallet in wallets {
+        open(wallet, hub).await;
+        credit(wallet, hub, 1_000 * UNIT).await;
+    }
+    for wallet in wallets {
+        wait_account(hub, wallet).await;
+        credit(hub, wallet, 1_000 * UNIT).await;
+    }
+}
+
+/// Waits until gossip gave `from` a route to `to` for `amount`.
+pub async fn wait_route(from: &NodeProcess, to: &NodeProcess, amount: u128) {
+    let destination = to.entity().await.to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = from
+            .ask(Request::Routes {
+                destination: destination.clone(),
+                token: TOKEN,
+                amount,
+            })
+            .await;
+        if matches!(&response, Response::Routes(routes) if !routes.is_empty()) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no route: {response:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `a` has an account with `b`.
+pub async fn wait_account(a: &NodeProcess, b: &NodeProcess) {
+    let b_id = b.entity().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a.view().await.accounts.iter().any(|x| x.peer == b_id) {
+        assert!(
+            Instant::now() < deadline,
+            "{} never saw the account",
+            a.name
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends a payment and waits for its end: `Some(amount)` if it succeeded.
+pub async fn pay(from: &NodeProcess, to: EntityId, amount: u128) -> Result<u128, String> {
+    let response = from
+        .ask(Request::Pay {
+            destination: to.to_string(),
+            token: TOKEN,
+            amount,
+        })
+        .await;
+    let hashlock = match response {
+        Response::PaymentStarted { hashlock, .. } => hashlock,
+        Response::Error { message } => return Err(message),
+        other => panic!("{other:?}"),
+    };
+    wait_payment(from, hashlock, amount).await
+}
+
+pub async fn wait_payment(
+    from: &NodeProcess,
+    hashlock: Hash,
+    amount: u128,
+) -> Result<u128, String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        // The sender may be restarting: ask again until it answers.
+        if let Ok(Response::Payment(p)) =
+            control::call(&from.socket(), &Request::PaymentStatus { hashlock }).await
+        {
+            match p.status.as_str() {
+                "pending" => {}
+                "succeeded" => return Ok(amount),
+                failed => return Err(failed.to_string()),
+            }
+        }
+        assert!(Instant::now() < deadline, "payment {hashlock} never ended");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub fn position(accounts: &[AccountView], peer: EntityId) -> i128 {
+    accounts
+        .iter()
+        .find(|a| a.peer == peer)
+        .and_then(|a| a.tokens.iter().find(|t| t.token == TOKEN))
+        .map_or(0, |t| t.position)
+}
+
+/// Waits until no lock is in flight anywhere and both sides of every account hold the same
+/// state, then returns the views.
+pub async fn settle_down(nodes: &[&NodeProcess]) -> Vec<NodeView> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut views = Vec::new();
+        for node in nodes {
+            views.push(node.view().await);
+        }
+        let by_entity: BTreeMap<EntityId, &NodeView> =
+            views.iter().map(|v| (v.status.entity, v)).collect();
+        let quiet = views.iter().all(|v| {
+            v.htlcs.is_empty()
+                && v.accounts.iter().all(|a| {
+                    a.tokens.iter().all(|t| t.our_hold == 0 && t.peer_hold == 0)
+                        && by_entity.get(&a.peer).is_none_or(|peer| {
+                            peer.accounts.iter().any(|b| {
+                                b.peer == v.status.entity
+                                    && b.state_hash == a.state_hash
+                                    && b.height == a.height
+                            })
+                        })
+                })
+        });
+        if quiet {
+            return views;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the network never settled: {:#?}",
+            views
+                .iter()
+                .map(|v| (&v.status.name, &v.htlcs, &v.accounts))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
