@@ -4,3 +4,4 @@
 pub mod api;
 pub mod chain;
 pub mod store;
+pub mod tui;
