@@ -637,7 +637,7 @@ fn draw_confirm(frame: &mut Frame, confirm: &Confirm, ui: &Ui) {
         Line::styled(capitalized(&confirm.summary), ui.theme.text()),
         Line::default(),
         Line::styled(
-            "This moves money on chain and cannot be taken back.",
+            "This moves money and cannot be taken back.",
             ui.theme.warn(),
         ),
     ];

@@ -11,10 +11,10 @@ mod bar;
 mod context;
 mod form;
 mod format;
-pub mod keys;
+mod keys;
 mod list;
 mod screens;
-pub mod theme;
+mod theme;
 
 #[cfg(test)]
 mod tests;
@@ -23,7 +23,7 @@ pub use app::Console;
 pub use context::RequestId;
 pub use screens::ScreenId;
 
-use crate::api::{NodeLink, Response};
+use crate::api::{NodeLink, NodeView, Response};
 use anyhow::Context as _;
 use crossterm::event::{
     DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture,
@@ -82,13 +82,17 @@ async fn event_loop(
     terminal: &mut Terminal<CrosstermBackend<Stdout>>,
     console: &mut Console,
     link: &NodeLink,
-    views: &mut tokio::sync::watch::Receiver<Arc<crate::api::NodeView>>,
+    views: &mut tokio::sync::watch::Receiver<Arc<NodeView>>,
 ) -> anyhow::Result<()> {
     let mut events = EventStream::new();
     let mut answers = FuturesUnordered::new();
     let mut spinner = tokio::time::interval(SPINNER_PERIOD);
     spinner.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut views_open = true;
+    // The newest view, taken from the channel but not yet given to the console: a busy node
+    // publishes many views a second, the console rebuilds its indexes at most once per
+    // event or frame.
+    let mut unapplied_view: Option<Arc<NodeView>> = None;
     let mut changed = true;
     let mut last_draw: Option<Instant> = None;
     while !console.should_quit() {
@@ -100,6 +104,7 @@ async fn event_loop(
         tokio::select! {
             event = events.next() => match event {
                 Some(Ok(event)) => {
+                    apply_view(console, &mut unapplied_view);
                     console.handle_event(&event);
                     changed = true;
                 }
@@ -108,7 +113,7 @@ async fn event_loop(
             },
             view_changed = views.changed(), if views_open => {
                 match view_changed {
-                    Ok(()) => console.set_view(Arc::clone(&views.borrow_and_update())),
+                    Ok(()) => unapplied_view = Some(Arc::clone(&views.borrow_and_update())),
                     Err(_) => {
                         views_open = false;
                         console.node_stopped();
@@ -120,11 +125,13 @@ async fn event_loop(
                 let response = answer.unwrap_or_else(|_| Response::Error {
                     message: "the node went away before answering".into(),
                 });
+                apply_view(console, &mut unapplied_view);
                 console.on_response(id, response);
                 changed = true;
             }
             _ = spinner.tick() => changed |= console.tick(),
             _ = tokio::time::sleep_until(next_draw), if changed => {
+                apply_view(console, &mut unapplied_view);
                 terminal.draw(|frame| console.draw(frame)).context("drawing")?;
                 last_draw = Some(Instant::now());
                 changed = false;
@@ -132,6 +139,12 @@ async fn event_loop(
         }
     }
     Ok(())
+}
+
+fn apply_view(console: &mut Console, unapplied_view: &mut Option<Arc<NodeView>>) {
+    if let Some(view) = unapplied_view.take() {
+        console.set_view(view);
+    }
 }
 
 type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;

@@ -542,6 +542,14 @@ fn paying_asks_for_routes_then_pays_and_follows_the_payment() {
     console.on_response(routes_id, Response::Routes(vec![route.clone()]));
     let with_routes = render(&console, 80, 24);
     assert!(with_routes.contains("97.3% fee 0.00125"), "{with_routes}");
+    keys(&mut console, "1");
+    assert!(render(&console, 80, 24).contains("Routes (for an earlier form"));
+    key(&mut console, KeyCode::Backspace);
+    keys(&mut console, "0");
+    assert!(
+        !render(&console, 80, 24).contains("for an earlier form"),
+        "12.50 is 12.5"
+    );
     key(&mut console, KeyCode::Enter);
     let (pay_id, request) = sent(&mut console);
     assert_eq!(

@@ -244,10 +244,23 @@ impl PayScreen {
     }
 
     fn draw_routes(&self, frame: &mut Frame, area: Rect, ui: &Ui) {
+        let current = self.form.check(ui.view).1.map(|s| s.request);
+        let stale = self
+            .routes
+            .as_ref()
+            .is_some_and(|found| current.as_ref() != Some(&found.for_payment));
+        let title = if stale {
+            Line::styled(
+                " Routes (for an earlier form: enter asks again) ",
+                ui.theme.warn(),
+            )
+        } else {
+            Line::styled(" Routes ", ui.theme.title())
+        };
         let block = Block::new()
             .borders(Borders::ALL)
             .border_style(ui.theme.border())
-            .title(Line::styled(" Routes ", ui.theme.title()));
+            .title(title);
         let inner = block.inner(area);
         frame.render_widget(block, area);
         let Some(found) = &self.routes else {
