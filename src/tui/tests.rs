@@ -1037,3 +1037,42 @@ fn snapshot_overlays() {
     key(&mut console, KeyCode::Enter);
     insta::assert_snapshot!("confirm_collateral_80x24", render(&console, 80, 24));
 }
+
+/// The real loop on a real terminal: raw mode, events, requests answered by a fake node,
+/// views published every 10 ms, `q` quits and the terminal comes back. It needs a terminal,
+/// so it is ignored; run it under script(1) with keys piped in, e.g.
+/// `(sleep 2; printf 5; sleep 1; printf q) | script -qec "<test binary> smoke --ignored" /dev/null`.
+#[test]
+#[ignore = "needs a terminal"]
+fn smoke_the_loop_on_a_terminal() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let (publish, views) = tokio::sync::watch::channel(Arc::new(sample_view()));
+        let (requests, mut incoming) = tokio::sync::mpsc::channel::<PendingRequest>(16);
+        tokio::spawn(async move {
+            while let Some((request, reply)) = incoming.recv().await {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                let _ = reply.send(match request {
+                    Request::Netting => Response::Netting(NettingView::default()),
+                    _ => Response::Done { what: "ok".into() },
+                });
+            }
+        });
+        tokio::spawn(async move {
+            for height in 0.. {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                let mut view = sample_view();
+                view.status.height = height;
+                if publish.send(Arc::new(view)).is_err() {
+                    break;
+                }
+            }
+        });
+        super::run(NodeLink { views, requests }, ConsoleOptions::default())
+            .await
+            .expect("the console ran and quit");
+    });
+}
