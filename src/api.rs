@@ -73,6 +73,14 @@ pub enum Request {
         peer: String,
     },
     Netting,
+    /// Execute the netting proposal `id` (from [`NettingView::ids`]).
+    NettingExecute {
+        id: u64,
+    },
+    /// Drop the netting proposal `id` (from [`NettingView::ids`]).
+    NettingDismiss {
+        id: u64,
+    },
     /// Test and operations: refuse (or accept again) the sessions of a peer signer.
     BlockPeer {
         signer: Address,
@@ -315,6 +323,9 @@ pub struct ForwardsView {
 pub struct ForwardView {
     pub timestamp: u64,
     pub from: EntityId,
+    /// The token of the forwarded payment (what `fee` is counted in).
+    #[serde(default)]
+    pub token: TokenId,
     pub fee: u128,
     /// `None` when it settled, or why it was refused.
     pub failure: Option<String>,
@@ -362,6 +373,9 @@ pub struct ChainTxView {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NettingView {
     pub proposals: Vec<String>,
+    /// The id of each proposal, in the order of `proposals` (for `NettingExecute`/`Dismiss`).
+    #[serde(default)]
+    pub ids: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -10,3 +10,4 @@ pub mod demo;
 pub mod net;
 pub mod node;
 pub mod store;
+pub mod tui;
