@@ -34,6 +34,7 @@ fn hub_view() -> NodeView {
                 peer_name: Some(format!("wallet-{index}")),
                 we_are_left: index.is_multiple_of(2),
                 height: index as u64,
+                state_hash: Hash::ZERO,
                 status: if index.is_multiple_of(17) {
                     AccountStatus::FramePending
                 } else {

@@ -62,6 +62,24 @@ enum Command {
     },
     /// Run the node headless until interrupted (Ctrl-C or SIGTERM).
     Node,
+    /// The console (also plain `xln`): on an embedded node, or `--attach` to a running one.
+    Console {
+        /// Attach to the `xln node` of this data dir through its control socket.
+        #[arg(long)]
+        attach: bool,
+        /// Colour theme: dark, light, high-contrast, or one of the config dir's themes/.
+        #[arg(long, default_value = "dark")]
+        theme: String,
+    },
+    /// A local network to try xln: a devnet, a hub and three wallets with payments flowing,
+    /// and the console as the wallet `alice`.
+    Demo {
+        #[arg(long, default_value = "dark")]
+        theme: String,
+        /// Run the demo network without the console until interrupted (for scripts).
+        #[arg(long)]
+        headless: bool,
+    },
     /// Start a local devnet: anvil, the contracts, two test tokens, funded dev keys. Runs
     /// until interrupted (Ctrl-C), then stops anvil.
     Devnet {
@@ -159,13 +177,10 @@ fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let paths = Paths::resolve(cli.data_dir.as_deref(), cli.config.as_deref())?;
-    let Some(command) = cli.command else {
-        println!(
-            "xln {}: try `xln init`, `xln node`, `xln devnet` or `xln --help`.",
-            env!("CARGO_PKG_VERSION")
-        );
-        return Ok(());
-    };
+    let command = cli.command.unwrap_or(Command::Console {
+        attach: false,
+        theme: "dark".into(),
+    });
     let json = cli.json;
     match command {
         Command::Init {
@@ -201,6 +216,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Node => tokio_runtime()?.block_on(run_node(paths)),
+        Command::Console { attach, theme } => {
+            tokio_runtime()?.block_on(run_console(paths, attach, theme))
+        }
+        Command::Demo { theme, headless } => {
+            tokio_runtime()?.block_on(run_demo(paths, theme, headless))
+        }
         Command::Devnet {
             port,
             keys,
@@ -256,6 +277,61 @@ async fn run_node(paths: Paths) -> anyhow::Result<()> {
     let result = running.run_until(wait_for_signal()).await;
     let _ = stop_control.send(true);
     let _ = control.await;
+    result
+}
+
+fn console_options(paths: &Paths, theme: String, hint: Option<String>) -> xln::tui::ConsoleOptions {
+    xln::tui::ConsoleOptions {
+        theme,
+        config_dir: paths.config.parent().map(|d| d.to_path_buf()),
+        first_run_hint: hint,
+    }
+}
+
+async fn run_console(paths: Paths, attach: bool, theme: String) -> anyhow::Result<()> {
+    if attach {
+        let (link, task) = control::attach(paths.control_socket()).await?;
+        let result = xln::tui::run(link, console_options(&paths, theme, None)).await;
+        task.abort();
+        return result;
+    }
+    if !paths.config.exists() {
+        anyhow::bail!(
+            "no config at {}: run `xln init --name <name>` first, or try `xln demo`",
+            paths.config.display()
+        );
+    }
+    let options = console_options(&paths, theme, None);
+    let setup = load_setup(paths)?;
+    let socket = setup.paths.control_socket();
+    let running = node::start(setup).await?;
+    let (stop_control, stop_rx) = tokio::sync::watch::channel(false);
+    let control = control::serve(&socket, running.link(), stop_rx).await?;
+    let result = xln::tui::run(running.link(), options).await;
+    let _ = stop_control.send(true);
+    let _ = control.await;
+    running.shutdown().await?;
+    result
+}
+
+async fn run_demo(paths: Paths, theme: String, headless: bool) -> anyhow::Result<()> {
+    let root = xln::demo::demo_root(&paths);
+    eprintln!(
+        "starting the demo in {}: a devnet, a hub and three wallets…",
+        root.display()
+    );
+    let demo = xln::demo::start(&root).await?;
+    let result = if headless {
+        println!("demo running; Ctrl-C stops");
+        wait_for_signal().await;
+        Ok(())
+    } else {
+        let hint = "You are alice, a wallet with an account at the hub; bob and carol pay \
+                    around. Press 3 to pay, 2 for accounts, ? for every key, q to quit."
+            .to_string();
+        xln::tui::run(demo.alice()?, console_options(&paths, theme, Some(hint))).await
+    };
+    demo.shutdown().await?;
     result
 }
 
@@ -431,7 +507,11 @@ async fn client_command(paths: &Paths, command: Command, json: bool) -> anyhow::
             },
             false,
         ),
-        Command::Init { .. } | Command::Node | Command::Devnet { .. } => {
+        Command::Init { .. }
+        | Command::Node
+        | Command::Console { .. }
+        | Command::Demo { .. }
+        | Command::Devnet { .. } => {
             unreachable!("handled before connecting")
         }
     };

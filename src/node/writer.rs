@@ -581,9 +581,18 @@ impl Writer {
         match event {
             RuntimeEvent::Entity { event, .. } => self.record_entity_event(event),
             RuntimeEvent::Committed { .. } => {}
-            RuntimeEvent::TxDropped { tx, error, .. } => {
-                self.log_line(LogLevel::Warn, format!("dropped {tx:?}: {error}"))
-            }
+            // A peer's frame that is not taken yet (e.g. a chain change our follower has not
+            // seen) comes again when the peer re-sends it.
+            RuntimeEvent::TxDropped { tx, error, .. } => match *tx {
+                EntityTx::AccountInput { .. } => self.log_line(
+                    LogLevel::Debug,
+                    format!("a peer's frame not taken: {error}"),
+                ),
+                other => self.log_line(
+                    LogLevel::Warn,
+                    format!("{} refused: {error}", tx_kind(&other)),
+                ),
+            },
             RuntimeEvent::Rejected(error) => {
                 self.log_line(LogLevel::Warn, format!("refused: {error}"))
             }
@@ -664,6 +673,7 @@ impl Writer {
                 self.push_forward(ForwardView {
                     timestamp: now,
                     from,
+                    token,
                     fee,
                     failure: None,
                 });
@@ -682,6 +692,8 @@ impl Writer {
                 self.push_forward(ForwardView {
                     timestamp: now,
                     from: peer,
+                    // A refused forward moved nothing: no fee in any token.
+                    token: 0,
                     fee: 0,
                     failure: Some(reason),
                 });
@@ -884,6 +896,10 @@ impl Writer {
                     peer.short()
                 ))
             }
+            Request::NettingExecute { id } | Request::NettingDismiss { id } => Err(format!(
+                "netting proposal {id}: executing or dismissing proposals is not built into the \
+                 node yet; `netting` shows what the accounts would settle"
+            )),
             Request::BlockPeer { signer, blocked } => {
                 self.net.set_blocked(signer, blocked);
                 Ok(Planned::Answered(Response::Done {
@@ -1071,6 +1087,46 @@ impl Writer {
         }
     }
 
+    /// What our own accounts would settle on chain, per token (netting detection on the
+    /// positions we hold ourselves).
+    fn netting_view(&self) -> NettingView {
+        let Some(state) = self.state() else {
+            return NettingView::default();
+        };
+        let tokens: std::collections::BTreeSet<u32> = state
+            .accounts
+            .values()
+            .flat_map(|e| e.account.state().deltas.keys().copied())
+            .collect();
+        let mut view = NettingView::default();
+        for token in tokens {
+            match xln_core::netting::hub_positions(state, token) {
+                Ok(positions) => {
+                    let open = positions
+                        .counterparties
+                        .iter()
+                        .filter(|c| c.uncollateralised != 0)
+                        .count();
+                    view.proposals.push(format!(
+                        "token {token}: {open} account(s) with uncollateralised positions; \
+                         peers owe us {}, we owe {}; settled in one batch our reserve moves {} \
+                         instead of {} settlements",
+                        positions.owed_to_hub,
+                        positions.owed_by_hub,
+                        positions.reserve_movement,
+                        open
+                    ));
+                    view.ids.push(u64::from(token));
+                }
+                Err(error) => {
+                    view.proposals.push(format!("token {token}: {error}"));
+                    view.ids.push(u64::from(token));
+                }
+            }
+        }
+        view
+    }
+
     fn payment_pending(&self, hashlock: &Hash) -> bool {
         self.state()
             .and_then(|s| s.payments.get(hashlock))
@@ -1113,7 +1169,7 @@ impl Writer {
             Request::PaymentStatus { hashlock } | Request::AwaitPayment { hashlock } => {
                 self.payment_response(hashlock)
             }
-            Request::Netting => Response::Netting(NettingView::default()),
+            Request::Netting => Response::Netting(self.netting_view()),
             other => Response::Error {
                 message: format!("{other:?} is not a read"),
             },
@@ -1278,6 +1334,25 @@ impl Writer {
         }
         self.view_published_at = std::time::Instant::now();
         self.view_stale = false;
+    }
+}
+
+/// What a transaction is, in a word or two, for the log.
+fn tx_kind(tx: &EntityTx) -> &'static str {
+    match tx {
+        EntityTx::OpenAccount { .. } => "opening an account",
+        EntityTx::Account { .. } => "an account transaction",
+        EntityTx::AccountInput { .. } => "a peer's frame",
+        EntityTx::ChainBlock { .. }
+        | EntityTx::ChainReserve { .. }
+        | EntityTx::ChainAccount { .. } => "a chain update",
+        EntityTx::Pay(_) => "a payment",
+        EntityTx::HtlcInstruction { .. } => "an HTLC instruction",
+        EntityTx::CancelExpired => "cancelling expired locks",
+        EntityTx::RefreshFrames => "re-sending frames",
+        EntityTx::SetFees(_) => "setting fees",
+        EntityTx::Chain(_) => "a chain operation",
+        _ => "a transaction",
     }
 }
 
