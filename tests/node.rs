@@ -266,3 +266,313 @@ async fn a_two_of_three_hub_in_three_processes_keeps_quorum() {
     let views = settle_down(&[&hub[0], &alice, &bob]).await;
     assert_eq!(position(&views[2].accounts, hub_id), 6 * (UNIT as i128));
 }
+
+/// A tmux session, killed on drop.
+struct Tmux(String);
+
+impl Tmux {
+    fn capture(&self) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.0])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        let status = std::process::Command::new("tmux")
+            .args(["send-keys", "-t", &self.0, keys])
+            .status()
+            .expect("tmux send-keys");
+        assert!(status.success());
+    }
+
+    async fn wait_for(&self, text: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let screen = self.capture();
+            if screen.contains(text) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{text:?} never showed; the screen:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn alive(&self) -> bool {
+        std::process::Command::new("tmux")
+            .args(["has-session", "-t", &self.0])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .status();
+    }
+}
+
+/// The real binary in a terminal: `xln demo` opens the console with its hint, keys switch
+/// screens and open the help, `q` quits and the demo network stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_console_runs_in_a_real_terminal() {
+    let root = tempfile::tempdir().unwrap();
+    let command = format!(
+        "{} --data-dir {} demo",
+        env!("CARGO_BIN_EXE_xln"),
+        root.path().display()
+    );
+    let name = format!("xln-e2e-{}", std::process::id());
+    let status = std::process::Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &command,
+        ])
+        .status()
+        .expect("tmux is needed for this test");
+    assert!(status.success());
+    let tmux = Tmux(name);
+    tmux.wait_for("First run").await;
+    tmux.wait_for("alice").await;
+    tmux.keys("2");
+    tmux.wait_for("Accounts (1)").await;
+    tmux.wait_for("synced").await;
+    tmux.keys("?");
+    tmux.wait_for("Keys").await;
+    tmux.keys("Escape");
+    tmux.keys("9");
+    tmux.wait_for("succeeded").await;
+    tmux.keys("q");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tmux.alive() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the demo did not stop on q"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The console's key-driven flow against nodes running in this process: open an account,
+/// set credit, pay across the hub, and see the payment succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_keys_open_an_account_set_credit_and_pay() {
+    use crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use xln::api::NodeLink;
+    use xln::tui::{Console, ConsoleOptions};
+
+    let root = tempfile::tempdir().unwrap();
+    let chain = chain(root.path()).await;
+    let config = xln::chain::client::ChainConfig::load(&chain.chain_file).unwrap();
+    let start = |name: &str, listen: bool, dial: Vec<String>, seed: u8| {
+        let dir = root.path().join(name);
+        let mut config_toml = xln::config::Config::parse(&format!("name = \"{name}\"\n")).unwrap();
+        config_toml.hub = listen;
+        config_toml.listen = listen.then(|| ([127, 0, 0, 1], 0).into());
+        config_toml.dial = dial;
+        xln::node::start(xln::node::NodeSetup {
+            paths: xln::config::Paths::resolve(Some(&dir), None).unwrap(),
+            config: config_toml,
+            key: SignerKey::from_bytes(&[seed; 32]).unwrap(),
+            chain: config.clone(),
+        })
+    };
+    let hub = start("hub", true, Vec::new(), 0x61).await.unwrap();
+    let url = format!("ws://{}", hub.listen_addr.unwrap());
+    let alice = start("alice", false, vec![url.clone()], 0x62)
+        .await
+        .unwrap();
+    let bob = start("bob", false, vec![url], 0x63).await.unwrap();
+    let ask = |link: &NodeLink, request: Request| {
+        let link = link.clone();
+        async move {
+            let mut last = String::new();
+            for _ in 0..300 {
+                match link.ask(request.clone()).await.unwrap() {
+                    Response::Error { message } => {
+                        last = message;
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    response => return response,
+                }
+            }
+            panic!("{request:?} never taken: {last}");
+        }
+    };
+    // Bob and the hub set up by requests; Alice by keys.
+    let hub_id = hub.entity.to_string();
+    ask(
+        &bob.link(),
+        Request::OpenAccount {
+            peer: hub_id.clone(),
+        },
+    )
+    .await;
+    ask(
+        &bob.link(),
+        Request::Credit {
+            peer: hub_id.clone(),
+            token: TOKEN,
+            amount: 100 * UNIT,
+        },
+    )
+    .await;
+
+    let link = alice.link();
+    let mut console =
+        Console::new(&ConsoleOptions::default(), link.views.borrow().clone()).unwrap();
+    let key = |console: &mut Console, code: KeyCode| {
+        console.handle_event(&Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+    };
+    let text = |console: &mut Console, text: &str| {
+        for c in text.chars() {
+            console.handle_event(&Event::Key(KeyEvent::new(
+                KeyCode::Char(c),
+                KeyModifiers::NONE,
+            )));
+        }
+    };
+    let render = |console: &Console| {
+        let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        terminal.draw(|frame| console.draw(frame)).unwrap();
+        terminal.backend().to_string()
+    };
+    // Sends what the console asked for, hands back the answers and the newest view, until
+    // `done` holds for the screen (or a minute passes).
+    async fn pump(
+        console: &mut Console,
+        link: &NodeLink,
+        render: &dyn Fn(&Console) -> String,
+        done: &dyn Fn(&str) -> bool,
+    ) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            for (id, request) in console.take_requests() {
+                let response = link.ask(request).await.unwrap();
+                console.on_response(id, response);
+            }
+            console.set_view(link.views.borrow().clone());
+            let screen = render(console);
+            if done(&screen) {
+                return screen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never got there:\n{screen}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // Open an account with the hub (its name completes once gossip brought its profile).
+    pump(&mut console, &link, &render, &|_| {
+        link.views.borrow().profiles.iter().any(|p| p.name == "hub")
+    })
+    .await;
+    key(&mut console, KeyCode::Char('2'));
+    key(&mut console, KeyCode::Char('o'));
+    text(&mut console, "hub");
+    key(&mut console, KeyCode::Tab);
+    key(&mut console, KeyCode::Enter);
+    pump(&mut console, &link, &render, &|_| {
+        !link.views.borrow().accounts.is_empty()
+    })
+    .await;
+    // Extend credit to the hub: the hub learns of the account from this first frame.
+    // A new account has no token yet: the form starts on the token, tab goes to the amount.
+    key(&mut console, KeyCode::Char('c'));
+    key(&mut console, KeyCode::Tab);
+    text(&mut console, "100");
+    key(&mut console, KeyCode::Enter);
+    pump(&mut console, &link, &render, &|_| {
+        link.views
+            .borrow()
+            .accounts
+            .iter()
+            .any(|a| a.tokens.iter().any(|t| t.own_credit == 100 * UNIT))
+    })
+    .await;
+    ask(
+        &hub.link(),
+        Request::Credit {
+            peer: alice.entity.to_string(),
+            token: TOKEN,
+            amount: 100 * UNIT,
+        },
+    )
+    .await;
+    ask(
+        &hub.link(),
+        Request::Credit {
+            peer: bob.entity.to_string(),
+            token: TOKEN,
+            amount: 100 * UNIT,
+        },
+    )
+    .await;
+    // Wait for a route, then pay Bob 2.5 TUSD from the Pay screen.
+    ask(
+        &link,
+        Request::Routes {
+            destination: bob.entity.to_string(),
+            token: TOKEN,
+            amount: 3 * UNIT,
+        },
+    )
+    .await;
+    pump(&mut console, &link, &render, &|_| {
+        let view = link.views.borrow();
+        view.profiles.iter().any(|p| p.name == "bob")
+            && view
+                .accounts
+                .iter()
+                .any(|a| a.tokens.iter().any(|t| t.out_capacity >= 3 * UNIT))
+    })
+    .await;
+    key(&mut console, KeyCode::Char('3'));
+    key(&mut console, KeyCode::Char('e'));
+    text(&mut console, "bob");
+    key(&mut console, KeyCode::Tab);
+    key(&mut console, KeyCode::Tab);
+    text(&mut console, "2.5");
+    key(&mut console, KeyCode::Enter);
+    pump(&mut console, &link, &render, &|screen| {
+        screen.contains("fee")
+    })
+    .await;
+    key(&mut console, KeyCode::Enter);
+    let screen = pump(&mut console, &link, &render, &|screen| {
+        screen.contains("succeeded")
+    })
+    .await;
+    assert!(screen.contains("2.5"), "{screen}");
+    // The HTLC screen is empty again: the lock resolved.
+    key(&mut console, KeyCode::Char('4'));
+    pump(&mut console, &link, &render, &|_| {
+        link.views.borrow().htlcs.is_empty()
+    })
+    .await;
+    let bob_view = bob.link().views.borrow().clone();
+    assert_eq!(
+        position(&bob_view.accounts, hub.entity),
+        (5 * UNIT / 2) as i128
+    );
+    for node in [alice, bob, hub] {
+        node.shutdown().await.unwrap();
+    }
+}
