@@ -8,6 +8,15 @@ step() { printf '\n==> %s\n' "$*"; }
 step "tools (solc, anvil) into .tools/ when missing"
 bash scripts/install-tools.sh
 
+# The console's end-to-end test drives the real binary in tmux (a Debian package).
+if ! command -v tmux >/dev/null; then
+  step "tmux (for the console's end-to-end test)"
+  if command -v apt-get >/dev/null; then
+    apt-get install -y -qq tmux >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq tmux; }
+  fi
+  command -v tmux >/dev/null || { echo "tmux is needed by the console test; install it" >&2; exit 1; }
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
