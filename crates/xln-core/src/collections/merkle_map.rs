@@ -9,7 +9,7 @@
 //!   such key form the last chunk. The cut depends on the set of keys alone, not on the order
 //!   in which they came, so every replica, and a replica restored from a snapshot, cuts alike;
 //! - a chunk's hash is the keccak of its leaf hashes in order, cached per chunk;
-//! - the root is `keccak(ROOT_TAG ‖ uint64 count ‖ the chunk hashes in order)`.
+//! - the root is `keccak("xln.merkle_map.v1" ‖ uint64 count ‖ the chunk hashes in order)`.
 //!
 //! It binds the content like a hash of its encoding does: two maps with one root have the same
 //! leaf hashes in the same order, so the same entries (or a keccak collision was found).
@@ -26,7 +26,7 @@
 //! encoded, and take no part in equality.
 
 use crate::board::EntityId;
-use crate::codec::{hash_of, tag};
+use crate::codec::hash_of;
 use crate::crypto::{Hash, keccak256};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -35,6 +35,10 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
+
+/// What a root's preimage starts with. The commitments to a state are hashed often: their
+/// domain tags are plain names (a keccak's worth cheaper than `codec::tag`).
+const ROOT_TAG: &[u8] = b"xln.merkle_map.v1";
 
 /// One key in about this many ends a chunk. The core's own tests cut much smaller chunks, so
 /// that the few accounts of a test already span several.
@@ -260,8 +264,8 @@ fn chunk_hash<'a, K: Serialize + 'a, V: Serialize + 'a>(
 }
 
 fn root_of(count: usize, chunk_hashes: &[u8]) -> Hash {
-    let mut packed = Vec::with_capacity(40 + chunk_hashes.len());
-    packed.extend_from_slice(&tag("xln.merkle_map.v1").0);
+    let mut packed = Vec::with_capacity(ROOT_TAG.len() + 8 + chunk_hashes.len());
+    packed.extend_from_slice(ROOT_TAG);
     packed.extend_from_slice(&(count as u64).to_be_bytes());
     packed.extend_from_slice(chunk_hashes);
     keccak256(&packed)

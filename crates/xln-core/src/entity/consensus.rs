@@ -234,7 +234,7 @@ impl EntityReplica {
             (height, hash, state_hash(state), signatures, events)
         });
         hash_of(&(
-            tag("xln.entity.replica.v1"),
+            "xln.entity.replica.v1",
             signer,
             state_hash(state),
             mempool,

@@ -6,7 +6,7 @@ use crate::account::{
     Account, AccountError, AccountEvent, AccountMessage, AccountTx, Clock, Failure, Reply, TxError,
 };
 use crate::board::{Board, EntityId};
-use crate::codec::{hash_of, tag};
+use crate::codec::hash_of;
 use crate::collections::MerkleMap;
 use crate::crypto::{Address, Hash};
 use crate::delta::TokenId;
@@ -350,7 +350,7 @@ impl EntityState {
         } = self;
         #[derive(Serialize)]
         struct Committed<'a> {
-            tag: Hash,
+            tag: &'static str,
             id: &'a EntityId,
             board: &'a Board,
             domain: &'a Hash,
@@ -371,7 +371,7 @@ impl EntityState {
             book_hash: Hash,
         }
         hash_of(&Committed {
-            tag: tag("xln.entity.state.v2"),
+            tag: "xln.entity.state.v2",
             id,
             board,
             domain,

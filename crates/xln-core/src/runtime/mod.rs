@@ -7,7 +7,7 @@
 
 use crate::account::AccountMessage;
 use crate::board::{Board, EntityId};
-use crate::codec::{hash_of, tag};
+use crate::codec::hash_of;
 use crate::crypto::{Address, Hash, SignerKey};
 use crate::delta::TokenId;
 use crate::entity::{
@@ -182,7 +182,7 @@ impl RuntimeState {
             .iter()
             .map(|(id, replica)| (id, replica_hash(replica)))
             .collect();
-        hash_of(&(tag("xln.runtime.state.v2"), timestamp, replicas))
+        hash_of(&("xln.runtime.state.v2", timestamp, replicas))
     }
 }
 

@@ -14,7 +14,7 @@
 use super::TimeInForce;
 use super::price::{Price, mul_div_ceil, mul_div_floor};
 use crate::board::EntityId;
-use crate::codec::{hash_of, tag};
+use crate::codec::hash_of;
 use crate::collections::{ChunkKey, MerkleMap, ends_chunk_at};
 use crate::crypto::Hash;
 use crate::delta::TokenId;
@@ -203,7 +203,7 @@ impl OrderBook {
             let sides = sides.iter().map(|(pair, side)| (pair, side.root()));
             (sides.collect(), index.root())
         };
-        hash_of(&(tag("xln.order_book.v1"), sides, index, next_seq))
+        hash_of(&("xln.order_book.v1", sides, index, next_seq))
     }
 
     pub fn len(&self) -> usize {
