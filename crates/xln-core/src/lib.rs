@@ -8,6 +8,7 @@ pub mod account;
 pub mod board;
 mod bytes;
 pub mod codec;
+pub mod collections;
 pub mod crypto;
 pub mod delta;
 pub mod entity;

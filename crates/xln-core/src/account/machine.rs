@@ -7,10 +7,11 @@
 use super::frame::{AccountKey, AccountMessage, DisputeProof, Frame, FrameAck, SignedFrame};
 use super::tx::{AccountState, AccountTx, Clock, TxError};
 use crate::board::{Board, EntityId, QuorumError, QuorumSignature};
+use crate::collections::VecMap;
 use crate::crypto::Hash;
 use crate::delta::{Side, TokenId};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 /// Most transactions one frame may carry; bounds the work a peer can ask for.
 pub const MAX_FRAME_TXS: usize = 10_000;
@@ -194,13 +195,14 @@ pub struct Account {
     height: u64,
     last: LastFrame,
     mempool: VecDeque<AccountTx>,
-    pending: Option<PendingFrame>,
+    /// Boxed: most accounts have no frame in flight most of the time.
+    pending: Option<Box<PendingFrame>>,
     /// Earlier versions of the pending frame (before re-stamping): the peer may have committed
     /// one of them, and its ACK must still be taken.
     superseded: Vec<PendingFrame>,
     /// Collateral and ondelta per token as our own chain follower last saw them: a `ChainSync`
     /// is taken only if it says the same.
-    observed: BTreeMap<TokenId, (u128, i128)>,
+    observed: VecMap<TokenId, (u128, i128)>,
     proof: Option<DisputeProof>,
 }
 
@@ -230,7 +232,7 @@ impl Account {
             mempool: VecDeque::new(),
             pending: None,
             superseded: Vec::new(),
-            observed: BTreeMap::new(),
+            observed: VecMap::new(),
             proof: None,
         })
     }
@@ -259,7 +261,7 @@ impl Account {
         self.last.hash
     }
     pub fn pending(&self) -> Option<&PendingFrame> {
-        self.pending.as_ref()
+        self.pending.as_deref()
     }
     /// Earlier versions of our re-stamped frame in flight.
     pub fn superseded(&self) -> &[PendingFrame] {
@@ -385,7 +387,7 @@ impl Account {
     /// The version of our pending frame: `None` the current one, `Some(i)` a superseded one.
     fn version(&self, version: Option<usize>) -> Option<&PendingFrame> {
         match version {
-            None => self.pending.as_ref(),
+            None => self.pending.as_deref(),
             Some(i) => self.superseded.get(i),
         }
     }
@@ -425,7 +427,7 @@ impl Account {
         peer_signature: QuorumSignature,
         step: &mut Step,
     ) {
-        let current = self.pending.take();
+        let current = self.pending.take().map(|pending| *pending);
         let mut superseded = std::mem::take(&mut self.superseded);
         let committed = match version {
             None => current,
@@ -585,6 +587,10 @@ impl Account {
                 Err(error) => step.events.push(AccountEvent::TxDropped { tx, error }),
             }
         }
+        if self.mempool.is_empty() {
+            // Give back what the queue grew to: most accounts are idle most of the time.
+            self.mempool = VecDeque::new();
+        }
         if txs.is_empty() {
             return;
         }
@@ -600,12 +606,12 @@ impl Account {
         let hash = frame.hash(&self.key);
         self.carry_last_ack(step);
         step.reply.proposal = Some((frame.clone(), hash));
-        self.pending = Some(PendingFrame {
+        self.pending = Some(Box::new(PendingFrame {
             frame,
             hash,
             state,
             dropped: Vec::new(),
-        });
+        }));
     }
 
     /// The stamp of our next frame: never behind the last one.
@@ -665,13 +671,13 @@ impl Account {
         let hash = frame.hash(&self.key);
         self.carry_last_ack(&mut step);
         step.reply.proposal = Some((frame.clone(), hash));
-        if let Some(old) = self.pending.replace(PendingFrame {
+        if let Some(old) = self.pending.replace(Box::new(PendingFrame {
             frame,
             hash,
             state,
             dropped,
-        }) {
-            self.superseded.push(old);
+        })) {
+            self.superseded.push(*old);
             if self.superseded.len() > MAX_SUPERSEDED_VERSIONS {
                 self.superseded.remove(0);
             }

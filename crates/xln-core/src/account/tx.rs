@@ -3,6 +3,7 @@
 use crate::board::EntityId;
 use crate::codec::hash_of;
 use crate::codec::{Packed, tag};
+use crate::collections::VecMap;
 use crate::crypto::{Hash, keccak256};
 use crate::delta::{Capacities, Delta, Overflow, Side, TokenId};
 use crate::swap::TimeInForce;
@@ -252,7 +253,8 @@ impl SwapOfferState {
 pub struct AccountState {
     pub left: EntityId,
     pub right: EntityId,
-    pub deltas: BTreeMap<TokenId, Delta>,
+    /// One entry per token, in a [`VecMap`]: most accounts have one token.
+    pub deltas: VecMap<TokenId, Delta>,
     pub locks: BTreeMap<u64, Htlc>,
     pub offers: BTreeMap<u64, SwapOfferState>,
 }
@@ -264,7 +266,7 @@ impl AccountState {
         Self {
             left,
             right,
-            deltas: BTreeMap::new(),
+            deltas: VecMap::new(),
             locks: BTreeMap::new(),
             offers: BTreeMap::new(),
         }
@@ -296,7 +298,7 @@ impl AccountState {
             .bytes32(&tag("xln.account.state.v1").0)
             .bytes32(&self.left.0)
             .bytes32(&self.right.0)
-            // A BTreeMap larger than u32::MAX entries cannot exist in memory here.
+            // A map larger than u32::MAX entries cannot exist in memory here.
             .u32(u32::try_from(self.deltas.len()).unwrap_or(u32::MAX));
         for (token, d) in &self.deltas {
             packed

@@ -189,6 +189,59 @@ impl EntityReplica {
     pub fn signer(&self) -> Address {
         self.signer
     }
+
+    /// A commitment to the whole replica: the keccak of its encoding in which each entity
+    /// state (the committed one, and those of a frame in flight or precommitted) stands for its
+    /// [`EntityState::hash`], so that it costs what changed since the last call.
+    pub fn hash(&self) -> Hash {
+        self.commitment(EntityState::hash)
+    }
+
+    /// [`EntityReplica::hash`] computed reading no cache.
+    pub fn hash_from_scratch(&self) -> Hash {
+        self.commitment(EntityState::hash_from_scratch)
+    }
+
+    fn commitment(&self, state_hash: fn(&EntityState) -> Hash) -> Hash {
+        // Every field by name: a new field does not compile until it is committed to here.
+        let EntityReplica {
+            signer,
+            state,
+            mempool,
+            in_flight,
+            locked,
+            onion_cache: _,
+        } = self;
+        let in_flight = in_flight.as_ref().map(|in_flight| {
+            let InFlight {
+                frame,
+                hash,
+                state,
+                digests,
+                precommits,
+                outcome,
+            } = in_flight;
+            (frame, hash, state_hash(state), digests, precommits, outcome)
+        });
+        let locked = locked.as_ref().map(|locked| {
+            let Locked {
+                height,
+                hash,
+                state,
+                signatures,
+                events,
+            } = locked;
+            (height, hash, state_hash(state), signatures, events)
+        });
+        hash_of(&(
+            "xln.entity.replica.v1",
+            signer,
+            state_hash(state),
+            mempool,
+            in_flight,
+            locked,
+        ))
+    }
     pub fn state(&self) -> &EntityState {
         &self.state
     }

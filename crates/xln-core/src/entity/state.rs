@@ -7,6 +7,7 @@ use crate::account::{
 };
 use crate::board::{Board, EntityId};
 use crate::codec::hash_of;
+use crate::collections::MerkleMap;
 use crate::crypto::{Address, Hash};
 use crate::delta::TokenId;
 use crate::onion::{HopInstruction, OnionCache};
@@ -255,7 +256,8 @@ pub struct EntityState {
     pub j_height: u64,
     /// The hash of the last committed entity frame.
     pub prev_hash: Hash,
-    pub accounts: BTreeMap<EntityId, AccountEntry>,
+    /// By peer. A [`MerkleMap`]: the state hash takes its root, which costs what changed.
+    pub accounts: MerkleMap<EntityId, AccountEntry>,
     pub fees: FeePolicy,
     /// Our reserves on chain, per token, as the chain follower last reported them.
     pub reserves: BTreeMap<TokenId, u128>,
@@ -291,7 +293,7 @@ impl EntityState {
             timestamp: 0,
             j_height: 0,
             prev_hash: Hash::ZERO,
-            accounts: BTreeMap::new(),
+            accounts: MerkleMap::new(),
             fees: FeePolicy::default(),
             reserves: BTreeMap::new(),
             next_lock_id: 0,
@@ -306,8 +308,89 @@ impl EntityState {
         }
     }
 
+    /// The commitment to the whole state that members check a proposed frame against and the
+    /// node logs per input: the keccak of the state's encoding in which the accounts and the
+    /// order book stand for their Merkle roots ([`MerkleMap::root`], [`OrderBook::hash`]).
+    /// Those roots are cached and recomputed for what changed only, so a frame that touches a
+    /// few accounts of a hub with 100,000 costs a few account encodings, not the whole state.
     pub fn hash(&self) -> Hash {
-        hash_of(self)
+        self.commitment(self.accounts.root(), self.book.hash())
+    }
+
+    /// [`EntityState::hash`] computed reading no cache: it must be equal, whatever happened.
+    pub fn hash_from_scratch(&self) -> Hash {
+        self.commitment(
+            self.accounts.root_from_scratch(),
+            self.book.hash_from_scratch(),
+        )
+    }
+
+    fn commitment(&self, accounts_root: Hash, book_hash: Hash) -> Hash {
+        // Every field by name: a new field does not compile until it is committed to here.
+        let EntityState {
+            id,
+            board,
+            domain,
+            height,
+            timestamp,
+            j_height,
+            prev_hash,
+            accounts: _,
+            fees,
+            reserves,
+            next_lock_id,
+            payments,
+            finished_payments,
+            origins,
+            awaiting,
+            receiving,
+            next_offer_id,
+            book: _,
+            onion_cache: _,
+        } = self;
+        #[derive(Serialize)]
+        struct Committed<'a> {
+            tag: &'static str,
+            id: &'a EntityId,
+            board: &'a Board,
+            domain: &'a Hash,
+            height: u64,
+            timestamp: u64,
+            j_height: u64,
+            prev_hash: &'a Hash,
+            accounts_root: Hash,
+            fees: &'a FeePolicy,
+            reserves: &'a BTreeMap<TokenId, u128>,
+            next_lock_id: u64,
+            payments: &'a BTreeMap<Hash, Payment>,
+            finished_payments: &'a VecDeque<Hash>,
+            origins: &'a BTreeMap<(EntityId, u64), Origin>,
+            awaiting: &'a BTreeMap<(EntityId, u64), Vec<u8>>,
+            receiving: &'a BTreeMap<(EntityId, u64), (Hash, u128)>,
+            next_offer_id: u64,
+            book_hash: Hash,
+        }
+        hash_of(&Committed {
+            tag: "xln.entity.state.v2",
+            id,
+            board,
+            domain,
+            height: *height,
+            timestamp: *timestamp,
+            j_height: *j_height,
+            prev_hash,
+            accounts_root,
+            fees,
+            reserves,
+            next_lock_id: *next_lock_id,
+            payments,
+            finished_payments,
+            origins,
+            awaiting,
+            receiving,
+            next_offer_id: *next_offer_id,
+            book_hash,
+        })
     }
 
     fn clock(&self) -> Clock {
@@ -507,14 +590,16 @@ impl EntityState {
         if !self.needs_refresh(clock) {
             return Err(EntityTxError::NothingToRefresh);
         }
+        let due: Vec<EntityId> = self
+            .accounts
+            .iter()
+            .filter(|(_, entry)| entry.account.needs_refresh(clock))
+            .map(|(peer, _)| *peer)
+            .collect();
         let mut steps = Vec::new();
-        for (peer, entry) in &mut self.accounts {
-            if entry.account.needs_refresh(clock) {
-                steps.push((
-                    *peer,
-                    entry.peer_board.clone(),
-                    entry.account.refresh(clock),
-                ));
+        for peer in due {
+            if let Some(entry) = self.accounts.get_mut(&peer) {
+                steps.push((peer, entry.peer_board.clone(), entry.account.refresh(clock)));
             }
         }
         for (peer, board, step) in steps {
@@ -529,10 +614,18 @@ impl EntityState {
     pub fn flush_accounts(&mut self, outcome: &mut Outcome) {
         let clock = self.clock();
         loop {
+            let ready: Vec<EntityId> = self
+                .accounts
+                .iter()
+                .filter(|(_, entry)| {
+                    entry.account.pending().is_none() && !entry.account.mempool().is_empty()
+                })
+                .map(|(peer, _)| *peer)
+                .collect();
             let mut steps = Vec::new();
-            for (peer, entry) in &mut self.accounts {
-                if entry.account.pending().is_none() && !entry.account.mempool().is_empty() {
-                    steps.push((*peer, entry.peer_board.clone(), entry.account.flush(clock)));
+            for peer in ready {
+                if let Some(entry) = self.accounts.get_mut(&peer) {
+                    steps.push((peer, entry.peer_board.clone(), entry.account.flush(clock)));
                 }
             }
             if steps.is_empty() {

@@ -41,7 +41,7 @@ pub struct SwapOrder {
 /// What we can pay each peer, from its account as it will be once our frame in flight and our
 /// queued transactions are applied.
 struct AccountPayout<'a> {
-    accounts: &'a BTreeMap<EntityId, super::state::AccountEntry>,
+    accounts: &'a crate::collections::MerkleMap<EntityId, super::state::AccountEntry>,
     clock: Clock,
     projected: BTreeMap<EntityId, (Side, AccountState)>,
 }

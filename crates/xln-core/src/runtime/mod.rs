@@ -161,8 +161,28 @@ pub struct RuntimeState {
 }
 
 impl RuntimeState {
+    /// A commitment to the whole runtime state (the node logs it with every input, and checks
+    /// it on replay): the time and each replica's [`EntityReplica::hash`], which costs what
+    /// changed since the last call.
     pub fn hash(&self) -> Hash {
-        hash_of(self)
+        self.commitment(EntityReplica::hash)
+    }
+
+    /// [`RuntimeState::hash`] computed reading no cache.
+    pub fn hash_from_scratch(&self) -> Hash {
+        self.commitment(EntityReplica::hash_from_scratch)
+    }
+
+    fn commitment(&self, replica_hash: fn(&EntityReplica) -> Hash) -> Hash {
+        let RuntimeState {
+            timestamp,
+            replicas,
+        } = self;
+        let replicas: Vec<(&ReplicaId, Hash)> = replicas
+            .iter()
+            .map(|(id, replica)| (id, replica_hash(replica)))
+            .collect();
+        hash_of(&("xln.runtime.state.v2", timestamp, replicas))
     }
 }
 

@@ -593,70 +593,102 @@ fn action() -> impl Strategy<Value = Action> {
     ]
 }
 
-/// Three single-signer entities in one runtime, all accounts open, then `actions`; returns the
-/// state hash after every input.
-fn scenario(actions: &[Action]) -> (Vec<Hash>, RuntimeState) {
-    let keys: Vec<SignerKey> = (31..34).map(key).collect();
-    let boards: Vec<Board> = keys.iter().map(|k| Board::single(k.address())).collect();
-    let ids: Vec<EntityId> = boards.iter().map(|b| b.lazy_entity_id()).collect();
-    let mut runtime = Runtime::new(keys.clone());
-    let mut hashes = Vec::new();
-    let mut now = 0;
-    let mut input =
-        |runtime: &mut Runtime, commands: Vec<Command>, chain_events: Vec<ChainEvent>| {
-            now += 7;
-            runtime.apply(RuntimeInput {
-                timestamp: now,
-                commands,
-                messages: vec![],
-                chain_events,
-            });
-            runtime.state().hash()
+/// Three single-signer entities in one runtime with all accounts open, driven by [`Action`]s.
+struct Scenario {
+    keys: Vec<SignerKey>,
+    ids: Vec<EntityId>,
+    runtime: Runtime,
+    now: u64,
+    block: u64,
+}
+
+impl Scenario {
+    /// The runtime and the state hash after every input.
+    fn new() -> (Self, Vec<Hash>) {
+        let keys: Vec<SignerKey> = (31..34).map(key).collect();
+        let boards: Vec<Board> = keys.iter().map(|k| Board::single(k.address())).collect();
+        let ids: Vec<EntityId> = boards.iter().map(|b| b.lazy_entity_id()).collect();
+        let mut scenario = Scenario {
+            runtime: Runtime::new(keys.clone()),
+            keys,
+            ids,
+            now: 0,
+            block: 0,
         };
-    for (board, key) in boards.iter().zip(&keys) {
-        hashes.push(input(
-            &mut runtime,
-            vec![add_replica(board, key.address())],
-            vec![],
-        ));
-    }
-    for a in 0..3 {
-        for b in (a + 1)..3 {
-            let open = Command::Submit {
-                entity: ids[a],
-                txs: vec![EntityTx::OpenAccount {
-                    peer: ids[b],
-                    peer_board: boards[b].clone(),
-                }],
-            };
-            hashes.push(input(&mut runtime, vec![open], vec![]));
+        let mut hashes = Vec::new();
+        for (board, key) in boards.iter().zip(&scenario.keys.clone()) {
+            hashes.push(scenario.input(vec![add_replica(board, key.address())], vec![]));
         }
+        for a in 0..3 {
+            for (b, board) in boards.iter().enumerate().skip(a + 1) {
+                let open = Command::Submit {
+                    entity: scenario.ids[a],
+                    txs: vec![EntityTx::OpenAccount {
+                        peer: scenario.ids[b],
+                        peer_board: board.clone(),
+                    }],
+                };
+                hashes.push(scenario.input(vec![open], vec![]));
+            }
+        }
+        (scenario, hashes)
     }
-    let mut block = 0;
-    for action in actions {
+
+    fn input(&mut self, commands: Vec<Command>, chain_events: Vec<ChainEvent>) -> Hash {
+        self.now += 7;
+        self.runtime.apply(RuntimeInput {
+            timestamp: self.now,
+            commands,
+            messages: vec![],
+            chain_events,
+        });
+        self.runtime.state().hash()
+    }
+
+    fn step(&mut self, action: &Action) -> Hash {
+        let submit = |from: usize, tx: EntityTx| {
+            vec![Command::Submit {
+                entity: self.ids[from],
+                txs: vec![tx],
+            }]
+        };
         let (commands, events) = match *action {
-            Action::Pay { from, to, amount } if from != to => (
-                vec![Command::Submit {
-                    entity: ids[from],
-                    txs: vec![pay(ids[to], amount)],
-                }],
-                vec![],
-            ),
-            Action::Credit { from, to, amount } if from != to => (
-                vec![Command::Submit {
-                    entity: ids[from],
-                    txs: vec![credit(ids[to], amount)],
-                }],
-                vec![],
-            ),
+            Action::Pay { from, to, amount } if from != to => {
+                (submit(from, pay(self.ids[to], amount)), vec![])
+            }
+            Action::Credit { from, to, amount } if from != to => {
+                (submit(from, credit(self.ids[to], amount)), vec![])
+            }
             _ => {
-                block += 1;
-                (vec![], vec![ChainEvent::Block { height: block }])
+                self.block += 1;
+                let block = ChainEvent::Block { height: self.block };
+                (vec![], vec![block])
             }
         };
-        hashes.push(input(&mut runtime, commands, events));
+        self.input(commands, events)
     }
-    (hashes, runtime.state().clone())
+
+    /// A runtime resumed from a snapshot of this one's state.
+    fn resumed(&self) -> Scenario {
+        let bytes = crate::codec::encode(self.runtime.state());
+        let state: RuntimeState = crate::codec::decode("runtime state", &bytes).unwrap();
+        Scenario {
+            keys: self.keys.clone(),
+            ids: self.ids.clone(),
+            runtime: Runtime::from_state(self.keys.clone(), state),
+            now: self.now,
+            block: self.block,
+        }
+    }
+}
+
+/// The scenario with `actions`; returns the state hash after every input.
+fn scenario(actions: &[Action]) -> (Vec<Hash>, RuntimeState) {
+    let (mut scenario, mut hashes) = Scenario::new();
+    for action in actions {
+        hashes.push(scenario.step(action));
+    }
+    (hashes, scenario.runtime.state().clone())
 }
 
 proptest! {
@@ -675,5 +707,33 @@ proptest! {
         let back: RuntimeState = crate::codec::decode("runtime state", &bytes).unwrap();
         prop_assert_eq!(&back, &state);
         prop_assert_eq!(back.hash(), state.hash());
+    }
+
+    /// The hashes are cached and recomputed for what changed: in a runtime that goes on, and in
+    /// one resumed from a snapshot (whose caches start empty), the cached hash is the one
+    /// computed from scratch after every input, and the two runtimes agree.
+    #[test]
+    fn cached_hashes_equal_hashes_from_scratch_before_and_after_a_snapshot(
+        before in proptest::collection::vec(action(), 0..20),
+        after in proptest::collection::vec(action(), 1..20),
+    ) {
+        let (mut live, _) = Scenario::new();
+        for action in &before {
+            let hash = live.step(action);
+            prop_assert_eq!(hash, live.runtime.state().hash_from_scratch());
+        }
+        let mut resumed = live.resumed();
+        prop_assert_eq!(resumed.runtime.state().hash(), live.runtime.state().hash());
+        for action in &after {
+            let hash = live.step(action);
+            prop_assert_eq!(resumed.step(action), hash);
+            prop_assert_eq!(hash, live.runtime.state().hash_from_scratch());
+            prop_assert_eq!(hash, resumed.runtime.state().hash_from_scratch());
+            for (id, replica) in &live.runtime.state().replicas {
+                let state = replica.state();
+                prop_assert_eq!(state.hash(), state.hash_from_scratch(), "{:?}", id);
+            }
+        }
+        prop_assert_eq!(live.runtime.state(), resumed.runtime.state());
     }
 }

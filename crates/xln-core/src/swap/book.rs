@@ -14,6 +14,9 @@
 use super::TimeInForce;
 use super::price::{Price, mul_div_ceil, mul_div_floor};
 use crate::board::EntityId;
+use crate::codec::hash_of;
+use crate::collections::{ChunkKey, MerkleMap, ends_chunk_at};
+use crate::crypto::Hash;
 use crate::delta::TokenId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -146,16 +149,61 @@ enum Step {
     Stop,
 }
 
+/// The resting orders, by side and place, and where each order is. The orders are kept in
+/// [`MerkleMap`]s (encoded as plain maps), so that [`OrderBook::hash`] costs what changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderBook {
-    sides: BTreeMap<Pair, BTreeMap<Position, Order>>,
-    index: BTreeMap<OrderKey, (Pair, Position)>,
+    sides: BTreeMap<Pair, MerkleMap<Position, Order>>,
+    index: MerkleMap<OrderKey, (Pair, Position)>,
     next_seq: u64,
+}
+
+impl ChunkKey for Position {
+    /// Arrival numbers count up.
+    fn ends_chunk(&self) -> bool {
+        ends_chunk_at(self.1)
+    }
+}
+
+impl ChunkKey for OrderKey {
+    /// A maker numbers its offers one after the other; owners' ids vary evenly.
+    fn ends_chunk(&self) -> bool {
+        ends_chunk_at(self.offer_id ^ u64::from(self.owner.0[31]))
+    }
 }
 
 impl OrderBook {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A commitment to the whole book: the keccak of its encoding in which each side and the
+    /// index stand for their Merkle roots. Costs what changed since the last call.
+    pub fn hash(&self) -> Hash {
+        self.commitment(false)
+    }
+
+    /// [`OrderBook::hash`] computed reading no cache.
+    pub fn hash_from_scratch(&self) -> Hash {
+        self.commitment(true)
+    }
+
+    fn commitment(&self, from_scratch: bool) -> Hash {
+        let OrderBook {
+            sides,
+            index,
+            next_seq,
+        } = self;
+        let (sides, index): (Vec<(&Pair, Hash)>, Hash) = if from_scratch {
+            let sides = sides
+                .iter()
+                .map(|(pair, side)| (pair, side.root_from_scratch()));
+            (sides.collect(), index.root_from_scratch())
+        } else {
+            let sides = sides.iter().map(|(pair, side)| (pair, side.root()));
+            (sides.collect(), index.root())
+        };
+        hash_of(&("xln.order_book.v1", sides, index, next_seq))
     }
 
     pub fn len(&self) -> usize {
