@@ -1,16 +1,12 @@
-//! Figures of the node's persistence and memory, in process (run with
-//! `cargo bench --bench node_state`; `-- startup` or `-- memory` for one of them):
+//! Start-up of a node after a million payments, in process (`cargo bench --bench node_state`;
+//! the memory of a big hub is measured by `cargo bench -p xln-core --bench hub_scale`).
 //!
-//! - start-up after 1,000,000 payments: a hub's runtime routes a million two-hop payments
-//!   (wallet A → hub → wallet B, real signatures and onions), its inputs written to a redb
-//!   store the way the node writes them (a batch per turn, a snapshot every 10,000 inputs);
-//!   then the time to open the store and recover (latest snapshot + replay of the tail, with
-//!   the recorded state hash checked) is measured.
-//! - memory of a hub with 100,000 accounts: the heap the hub's runtime state takes once
-//!   loaded, counted by a counting allocator.
+//! A hub's runtime routes a million two-hop payments
+//! (wallet A → hub → wallet B, real signatures and onions), its inputs written to a redb store
+//! the way the node writes them (a snapshot every 10,000 inputs or 16 MiB of log); then the time
+//! to open the store and recover (latest snapshot + replay of the tail, with the recorded state
+//! hash checked) is measured.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use xln::store::Store;
 use xln_core::account::AccountTx;
@@ -19,30 +15,7 @@ use xln_core::crypto::{Hash, SignerKey};
 use xln_core::entity::{EntityTx, PaymentOrder, RouteHop};
 use xln_core::onion::Preimage;
 use xln_core::routing::FeePolicy;
-use xln_core::runtime::{Command, Envelope, Runtime, RuntimeInput, RuntimeState};
-
-struct Counting;
-
-static ALLOCATED: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATED.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATED.fetch_add(new_size, Ordering::Relaxed);
-        ALLOCATED.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use xln_core::runtime::{Command, Envelope, Runtime, RuntimeInput};
 
 const TOKEN: u32 = 1;
 const PAYMENTS: u64 = 1_000_000;
@@ -50,11 +23,6 @@ const BATCH: u64 = 1_000;
 const SNAPSHOT_EVERY: u64 = 10_000;
 /// The node's default: a snapshot after this many bytes of log too.
 const SNAPSHOT_EVERY_BYTES: u64 = 16 * 1024 * 1024;
-const HUB_ACCOUNTS: usize = 100_000;
-
-fn mib(bytes: usize) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
 
 fn credit(peer: EntityId) -> EntityTx {
     EntityTx::Account {
@@ -247,108 +215,6 @@ fn startup() {
     );
 }
 
-fn memory() {
-    let hub_key = SignerKey::from_bytes(&[1; 32]).unwrap();
-    let hub_board = Board::single(hub_key.address());
-    let hub_id = hub_board.lazy_entity_id();
-    let mut hub = Runtime::new([hub_key.clone()]);
-    let now = 1_000_000;
-    hub.apply(RuntimeInput {
-        timestamp: now,
-        commands: vec![Command::AddReplica {
-            board: hub_board.clone(),
-            signer: hub_key.address(),
-            domain: Hash::ZERO,
-        }],
-        ..RuntimeInput::default()
-    });
-    // Wallets, in runtimes of 1,000 each, open accounts with the hub and extend credit.
-    let started = Instant::now();
-    for chunk in 0..HUB_ACCOUNTS / 1_000 {
-        let keys: Vec<SignerKey> = (0..1_000)
-            .map(|i| {
-                let n = (chunk * 1_000 + i + 2) as u64;
-                let mut secret = [0u8; 32];
-                secret[24..].copy_from_slice(&n.to_be_bytes());
-                SignerKey::from_bytes(&secret).unwrap()
-            })
-            .collect();
-        let mut wallets = Runtime::new(keys.clone());
-        let mut commands = Vec::new();
-        for key in &keys {
-            let board = Board::single(key.address());
-            commands.push(Command::AddReplica {
-                board: board.clone(),
-                signer: key.address(),
-                domain: Hash::ZERO,
-            });
-            commands.push(Command::Submit {
-                entity: board.lazy_entity_id(),
-                txs: vec![
-                    EntityTx::OpenAccount {
-                        peer: hub_id,
-                        peer_board: hub_board.clone(),
-                    },
-                    credit(hub_id),
-                ],
-            });
-        }
-        let mut to_hub = wallets
-            .apply(RuntimeInput {
-                timestamp: now,
-                commands,
-                ..RuntimeInput::default()
-            })
-            .messages;
-        while !to_hub.is_empty() {
-            let to_wallets = hub
-                .apply(RuntimeInput {
-                    timestamp: now,
-                    messages: to_hub,
-                    ..RuntimeInput::default()
-                })
-                .messages;
-            to_hub = wallets
-                .apply(RuntimeInput {
-                    timestamp: now,
-                    messages: to_wallets,
-                    ..RuntimeInput::default()
-                })
-                .messages;
-        }
-    }
-    let accounts = hub.replica_of(&hub_id).unwrap().state().accounts.len();
-    assert_eq!(accounts, HUB_ACCOUNTS);
-    let built = started.elapsed();
-    let bytes = xln_core::codec::encode(hub.state());
-    drop(hub);
-    let before = ALLOCATED.load(Ordering::Relaxed);
-    let state: RuntimeState = xln_core::codec::decode("state", &bytes).unwrap();
-    let hub = Runtime::from_state([hub_key], state);
-    let heap = ALLOCATED.load(Ordering::Relaxed) - before;
-    let hash_started = Instant::now();
-    let _ = hub.state().hash();
-    let hash_time = hash_started.elapsed();
-    println!(
-        "memory: hub with {accounts} accounts (built in {:.1} s): heap {:.1} MiB, snapshot \
-         {:.1} MiB, one state hash {:.0} ms",
-        built.as_secs_f64(),
-        mib(heap),
-        mib(bytes.len()),
-        hash_time.as_secs_f64() * 1000.0
-    );
-}
-
 fn main() {
-    let which: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let all = which.is_empty();
-    if all || which.iter().any(|w| w == "memory") {
-        memory();
-    }
-    if all || which.iter().any(|w| w == "startup") {
-        startup();
-    }
+    startup();
 }

@@ -417,7 +417,7 @@ async fn client_command(paths: &Paths, command: Command, json: bool) -> anyhow::
     };
     let token_amount = |token: &str, amount: &str| -> anyhow::Result<(u32, u128)> {
         let info = find_token(&tokens, token)?;
-        let units = parse_amount(amount, info.decimals).map_err(|e| anyhow::anyhow!(e))?;
+        let units = parse_amount(amount, info.decimals)?;
         anyhow::ensure!(units > 0, "the amount must be above zero");
         Ok((info.id, units))
     };
@@ -431,7 +431,7 @@ async fn client_command(paths: &Paths, command: Command, json: bool) -> anyhow::
             amount,
         } => {
             let info = find_token(&tokens, &token)?;
-            let amount = parse_amount(&amount, info.decimals).map_err(|e| anyhow::anyhow!(e))?;
+            let amount = parse_amount(&amount, info.decimals)?;
             (
                 Request::Credit {
                     peer,

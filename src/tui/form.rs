@@ -1,9 +1,9 @@
 //! Forms: fields typed by the user, checked on every keystroke against the view, turned into
 //! one request. The rules of each form (what is allowed, what needs a confirmation) live here.
 
-use super::amount::TokenFormat;
 use super::context::{RequestId, Ui};
 use super::format::entity_label;
+use crate::amount::TokenFormat;
 use crate::api::{NodeView, ProfileView, Request};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Frame;

@@ -5,7 +5,6 @@
 //! spinner). [`Console`] holds the state and is drawn from `&self`; [`run`] owns the terminal
 //! and the event loop.
 
-pub mod amount;
 mod app;
 mod bar;
 mod context;

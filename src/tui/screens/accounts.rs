@@ -1,8 +1,8 @@
 //! Accounts: one row per account and token with its RCPAN bar; the selected one in detail.
 
 use super::Screen;
+use crate::amount::TokenFormat;
 use crate::api::{AccountStatus, AccountTokenView, AccountView, NodeView, Request};
-use crate::tui::amount::TokenFormat;
 use crate::tui::bar::{BarParts, capacity_bar};
 use crate::tui::context::{Context, Notice, Ui};
 use crate::tui::form::{Form, FormKind};

@@ -1,7 +1,7 @@
 //! Forwards: what we routed for others, the fees it earned and the failures by reason.
 
 use super::Screen;
-use crate::tui::amount::TokenFormat;
+use crate::amount::TokenFormat;
 use crate::tui::context::{Context, Ui};
 use crate::tui::format::ago;
 use crate::tui::keys::Action;

@@ -1,8 +1,8 @@
 //! HTLCs: the locks in flight, incoming and outgoing, with the time and blocks left.
 
 use super::Screen;
+use crate::amount::TokenFormat;
 use crate::api::Direction;
-use crate::tui::amount::TokenFormat;
 use crate::tui::context::{Context, Ui};
 use crate::tui::format::time_left;
 use crate::tui::keys::Action;

@@ -1,8 +1,8 @@
 //! Overview: who we are, the chain, reserves and what is owed, at a glance.
 
 use super::Screen;
+use crate::amount::TokenFormat;
 use crate::api::NodeView;
-use crate::tui::amount::TokenFormat;
 use crate::tui::context::{Context, Ui};
 use crate::tui::keys::Action;
 use ratatui::Frame;

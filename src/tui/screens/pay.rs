@@ -5,8 +5,8 @@
 //! sends the payment (seeing the routes and fees is the confirmation).
 
 use super::Screen;
+use crate::amount::TokenFormat;
 use crate::api::{Request, Response, RouteView};
-use crate::tui::amount::TokenFormat;
 use crate::tui::context::{Context, Notice, RequestId, Ui};
 use crate::tui::form::{Form, FormEvent, FormKind};
 use crate::tui::format::{ago, time_left};

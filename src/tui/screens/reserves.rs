@@ -2,7 +2,7 @@
 //! into an account's collateral; the chain transactions still waiting for confirmations.
 
 use super::Screen;
-use crate::tui::amount::TokenFormat;
+use crate::amount::TokenFormat;
 use crate::tui::context::{Context, Ui};
 use crate::tui::form::{Form, FormKind};
 use crate::tui::keys::Action;
