@@ -13,8 +13,9 @@ use xln::node::control::ControlClient;
 use xln_core::board::EntityId;
 
 const LATENCY_PAYMENTS: usize = 300;
+/// Clients paying at once (`XLN_BENCH_CLIENTS` overrides it), and payments in all.
 const CLIENTS: usize = 64;
-const PAYMENTS_PER_CLIENT: usize = 300;
+const PAYMENTS: usize = 19_200;
 
 async fn pay_and_wait(client: &mut ControlClient, to: EntityId) -> Result<(), String> {
     let started = client
@@ -64,14 +65,19 @@ async fn main() {
     );
 
     // Throughput: many clients at once.
+    let clients: usize = std::env::var("XLN_BENCH_CLIENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CLIENTS);
+    let per_client = PAYMENTS / clients;
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..CLIENTS {
+    for _ in 0..clients {
         let socket = alice.socket();
         tasks.push(tokio::spawn(async move {
             let mut client = ControlClient::connect(&socket).await.unwrap();
             let mut failed = 0;
-            for _ in 0..PAYMENTS_PER_CLIENT {
+            for _ in 0..per_client {
                 if pay_and_wait(&mut client, bob_id).await.is_err() {
                     failed += 1;
                 }
@@ -84,9 +90,9 @@ async fn main() {
         failed += task.await.unwrap();
     }
     let elapsed = started.elapsed();
-    let total = CLIENTS * PAYMENTS_PER_CLIENT;
+    let total = clients * per_client;
     println!(
-        "throughput: {total} payments from {CLIENTS} clients in {:.2} s = {:.0} payments/s \
+        "throughput: {total} payments from {clients} clients in {:.2} s = {:.0} payments/s \
          ({failed} failed)",
         elapsed.as_secs_f64(),
         (total - failed) as f64 / elapsed.as_secs_f64()
