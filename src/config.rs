@@ -374,7 +374,10 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused_by_name() {
         for (text, key) in [
-            ("name = \"a\"\nlisten_addr = \"127.0.0.1:1\"\n", "listen_addr"),
+            (
+                "name = \"a\"\nlisten_addr = \"127.0.0.1:1\"\n",
+                "listen_addr",
+            ),
             ("name = \"a\"\n[node]\nsnapshots = 3\n", "snapshots"),
             ("name = \"a\"\n[chain]\nrpc = \"x\"\n", "rpc"),
         ] {
@@ -389,7 +392,10 @@ mod tests {
             ("", "name"),
             ("name = \"\"\n", "empty"),
             ("name = \"a\"\ndial = [\"http://x\"]\n", "ws://"),
-            ("name = \"a\"\n[node]\nsnapshot_every = 0\n", "snapshot_every"),
+            (
+                "name = \"a\"\n[node]\nsnapshot_every = 0\n",
+                "snapshot_every",
+            ),
             ("name = \"a\"\nlisten = \"nowhere\"\n", "socket address"),
         ] {
             let error = Config::parse(text).unwrap_err().to_string();
