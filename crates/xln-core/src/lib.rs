@@ -11,6 +11,8 @@ pub mod codec;
 pub mod crypto;
 pub mod delta;
 pub mod entity;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod gossip;
 pub mod netting;
 pub mod onion;
