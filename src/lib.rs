@@ -4,4 +4,6 @@
 pub mod api;
 pub mod chain;
 pub mod config;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod store;
