@@ -84,8 +84,14 @@ pub fn account_consistency(data: &[u8]) {
     run(data);
 }
 
+/// The outcomes of a corpus, for FUZZING.md.
+#[cfg(test)]
+pub(super) fn outcomes(data: &[u8]) -> Outcomes {
+    run(data).1
+}
+
 /// The run and its checks; the network as it ended.
-fn run(data: &[u8]) -> Net {
+fn run(data: &[u8]) -> (Net, Outcomes) {
     let mut net = Net::from_template(three_nodes());
     let mut input = Choices::new(data);
     let mut actions = 0;
@@ -97,8 +103,17 @@ fn run(data: &[u8]) -> Net {
         net.step(op, &mut input);
     }
     net.drain();
-    net.check();
-    net
+    let outcomes = net.check();
+    (net, outcomes)
+}
+
+/// How the payments of a run ended.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Outcomes {
+    pub succeeded: usize,
+    pub failed: usize,
+    /// The hub paid out and its claim upstream expired (see the module doc).
+    pub hub_lost_to_expiry: usize,
 }
 
 /// One single-signer entity.
@@ -609,7 +624,7 @@ impl Net {
     }
 
     /// Everything the module doc lists, once the network is quiet.
-    pub fn check(&self) {
+    pub fn check(&self) -> Outcomes {
         let ledgers: Vec<Ledger> = (0..self.nodes.len())
             .map(|at| Ledger::of(self, at))
             .collect();
@@ -660,10 +675,11 @@ impl Net {
                 "node {at}: its worth is not what its events say moved"
             );
         }
-        self.check_payments(&ledgers);
+        self.check_payments(&ledgers)
     }
 
-    fn check_payments(&self, ledgers: &[Ledger]) {
+    fn check_payments(&self, ledgers: &[Ledger]) -> Outcomes {
+        let mut outcomes = Outcomes::default();
         let mut kept_by_hub: u128 = 0;
         for p in &self.payments {
             let (sender, receiver) = (p.route[0], p.route[p.route.len() - 1]);
@@ -696,6 +712,7 @@ impl Net {
             assert!(received.len() <= 1, "payment {h}: received {received:?}");
             match &record.status {
                 PaymentStatus::Succeeded { preimage } => {
+                    outcomes.succeeded += 1;
                     assert_eq!(keccak256(preimage), *h, "payment {h}: a wrong receipt");
                     assert!(
                         first.is_some_and(|l| l.settled()),
@@ -703,10 +720,13 @@ impl Net {
                     );
                     assert_eq!(received.len(), 1, "payment {h}: succeeded, never received");
                 }
-                PaymentStatus::Failed(_) => assert!(
-                    first.is_none_or(|l| l.cancelled()),
-                    "payment {h}: failed but the sender paid"
-                ),
+                PaymentStatus::Failed(_) => {
+                    outcomes.failed += 1;
+                    assert!(
+                        first.is_none_or(|l| l.cancelled()),
+                        "payment {h}: failed but the sender paid"
+                    );
+                }
                 PaymentStatus::Pending => panic!("payment {h}: still pending"),
             }
             let last_settled = last.is_some_and(|l| l.settled());
@@ -744,6 +764,7 @@ impl Net {
                         );
                         // The fee was reported when the hub paid out.
                         kept_by_hub += i.amount - o.amount;
+                        outcomes.hub_lost_to_expiry += 1;
                     }
                     (Some(i), _) => assert!(
                         !i.settled(),
@@ -767,6 +788,7 @@ impl Net {
             ledgers[H].forwarded_fees, kept_by_hub,
             "the hub's Forwarded fees are not what it kept"
         );
+        outcomes
     }
 }
 
@@ -1006,7 +1028,7 @@ mod tests {
 
     #[test]
     fn an_honest_payment_through_the_hub_settles_and_pays_the_hub_its_fee() {
-        let net = run(&[9, 0, 0x41]);
+        let (net, _) = run(&[9, 0, 0x41]);
         assert!(matches!(
             status(&net, A, 0),
             PaymentStatus::Succeeded { .. }
@@ -1024,14 +1046,14 @@ mod tests {
         for _ in 0..30 {
             data.extend([5, 11, 3, 12, 1, 12, 0, 0, 0]);
         }
-        let net = run(&data);
+        let (net, _) = run(&data);
         assert!(matches!(status(&net, A, 0), PaymentStatus::Failed(_)));
         assert_eq!((net.worth(A), net.worth(H), net.worth(B)), (0, 0, 0));
     }
 
     #[test]
     fn a_crash_in_the_middle_of_a_payment_changes_nothing() {
-        let net = run(&[9, 0, 0x41, 0, 13, 1, 0, 13, 2, 14, 0, 0, 13, 0, 0, 13, 1]);
+        let (net, _) = run(&[9, 0, 0x41, 0, 13, 1, 0, 13, 2, 14, 0, 0, 13, 0, 0, 13, 1]);
         assert!(matches!(
             status(&net, A, 0),
             PaymentStatus::Succeeded { .. }
@@ -1041,7 +1063,7 @@ mod tests {
 
     #[test]
     fn the_checks_catch_a_node_whose_worth_its_events_do_not_explain() {
-        let mut net = run(&[8, 0, 0x41]);
+        let (mut net, _) = run(&[8, 0, 0x41]);
         // Forget that A paid: its ledger no longer explains its worth.
         for events in &mut net.events {
             events.retain(|e| {

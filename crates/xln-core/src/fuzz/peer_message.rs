@@ -10,12 +10,15 @@
 //!   of any transactions on top of the committed state (with the right state hash unless the
 //!   data gives one), which reaches A's checks past the signature;
 //! - 2: the data is a `Profile` that B signs with its real key, for the gossip checks past the
-//!   signature and routing over what they let in.
+//!   signature and routing over what they let in;
+//! - 3: a stranger's first contact: the next byte picks one of two strangers (ids on either
+//!   side of A's) and whether it signs, the rest is a [`ForgedFrame`] on a fresh account;
+//! - any other: as 0.
 //!
 //! Checks: nothing panics; a rejected message leaves A's runtime exactly as it was (same state
 //! hash) and sends nothing; an accepted one never lowers A's worth nor raises A's holds (B
-//! knows no secret of A's lock), never changes the credit A extends, and leaves A's account
-//! in the state B's frame promised. A profile is merged only if it verifies; merged again it is
+//! knows no secret of A's lock), never changes the credit A extends, opens no account unless
+//! its sender signed, and leaves A's account in the state the sender's frame promised. A profile is merged only if it verifies; merged again it is
 //! already held; a refused one leaves the store as it was; routes found over the store are
 //! well formed.
 
@@ -68,6 +71,17 @@ struct Setup {
     /// What B sent A, in order; the last was not delivered.
     sent_by_b: Vec<Envelope>,
     profiles: Vec<SignedProfile>,
+    /// Entities A has never heard of: the first LEFT of A, the second RIGHT of it.
+    strangers: [Node; 2],
+}
+
+/// A single-signer entity of the key bytes `b`.
+fn node_of(b: u8) -> Node {
+    let key = crate::crypto::SignerKey::from_bytes(&[b; 32])
+        .unwrap_or_else(|_| unreachable!("valid test key"));
+    let board = crate::board::Board::single(key.address());
+    let id = board.lazy_entity_id();
+    Node { key, board, id }
 }
 
 fn setup() -> &'static Setup {
@@ -155,11 +169,18 @@ fn setup() -> &'static Setup {
                 .merge(profile.clone(), net.now)
                 .unwrap_or_else(|e| panic!("an honest profile was refused: {e}"));
         }
+        let a = net.nodes[A].id;
+        let left = (0x60..=0xff).map(node_of).find(|n| n.id.is_left_of(&a));
+        let right = (0x60..=0xff).map(node_of).find(|n| a.is_left_of(&n.id));
+        let (Some(left), Some(right)) = (left, right) else {
+            unreachable!("ids on both sides of A among 160 keys")
+        };
         Setup {
             template: net.template(),
             store,
             sent_by_b,
             profiles,
+            strangers: [left, right],
         }
     })
 }
@@ -220,24 +241,39 @@ pub fn peer_message(data: &[u8]) {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 3 {
-        0 => match decode::<WireMessage>("wire message", rest) {
-            Ok(WireMessage::Envelope(envelope)) => {
-                deliver_checked(envelope, None);
-            }
-            Ok(WireMessage::Profile(profile)) => merge_checked(profile),
-            Err(_) => {}
-        },
+    match mode {
+        0 => raw(rest),
         1 => {
             if let Ok(forged) = decode::<ForgedFrame>("forged frame", rest) {
-                let _ = deliver_forged(&forged);
+                let _ = deliver_forged(&forged, &setup().template.nodes[B], true);
             }
         }
-        _ => {
+        2 => {
             if let Ok(profile) = decode::<Profile>("profile", rest) {
                 merge_checked(sign_as_b(profile));
             }
         }
+        3 => {
+            let Some((&who, rest)) = rest.split_first() else {
+                return;
+            };
+            if let Ok(forged) = decode::<ForgedFrame>("forged frame", rest) {
+                let stranger = &setup().strangers[usize::from(who & 1)];
+                let _ = deliver_forged(&forged, stranger, who & 2 == 0);
+            }
+        }
+        _ => raw(rest),
+    }
+}
+
+fn raw(bytes: &[u8]) {
+    match decode::<WireMessage>("wire message", bytes) {
+        Ok(WireMessage::Envelope(envelope)) => {
+            let b = &setup().template.nodes[B];
+            deliver_checked(envelope, b, false, None);
+        }
+        Ok(WireMessage::Profile(profile)) => merge_checked(profile),
+        Err(_) => {}
     }
 }
 
@@ -249,17 +285,22 @@ fn sign_as_b(mut profile: Profile) -> SignedProfile {
     SignedProfile { profile, signature }
 }
 
-/// Delivers `envelope` from B's session to A's runtime and checks what it did. `promised`:
-/// the height and state of the account that B's frame leads to.
-/// Says whether A took it.
-fn deliver_checked(mut envelope: Envelope, promised: Option<(u64, Hash)>) -> bool {
+/// Delivers `envelope` from the session of `sender` (B or a stranger) to A's runtime and checks
+/// what it did. `signed`: the sender signed (it may open an account). `promised`: the height
+/// and state of the account that the sender's frame leads to. Says whether A took it.
+fn deliver_checked(
+    mut envelope: Envelope,
+    sender: &Node,
+    signed: bool,
+    promised: Option<(u64, Hash)>,
+) -> bool {
     let s = setup();
     let t = &s.template;
-    let (a, b) = (&t.nodes[A], &t.nodes[B]);
-    envelope.from = b.replica();
+    let a = &t.nodes[A];
+    envelope.from = sender.replica();
     let mut runtime = Runtime::from_state([a.key.clone()], t.states[A].clone());
     let before = runtime.state().hash();
-    let view = AView::of(&runtime, a.id, b.id);
+    let view = AView::of(&runtime, a.id, sender.id);
     let peers_before = peers_of(&runtime, a.id);
     let out = runtime.apply(RuntimeInput {
         timestamp: t.now,
@@ -281,28 +322,33 @@ fn deliver_checked(mut envelope: Envelope, promised: Option<(u64, Hash)>) -> boo
         assert!(out.messages.is_empty(), "a rejected message was answered");
         return false;
     }
-    // Only B can sign here (the corpus holds no other key), so no account may appear.
-    assert_eq!(
-        peers_of(&runtime, a.id),
-        peers_before,
-        "an unsigned message opened an account"
+    // Only the sender's own signature can open its account (the corpus holds no other key).
+    let mut peers_expected = peers_before;
+    if signed && !peers_expected.contains(&sender.id) {
+        peers_expected.push(sender.id);
+        peers_expected.sort();
+    }
+    let peers_after = peers_of(&runtime, a.id);
+    assert!(
+        peers_after.iter().all(|p| peers_expected.contains(p)),
+        "a message opened an account nobody signed for"
     );
-    let after = AView::of(&runtime, a.id, b.id);
+    let after = AView::of(&runtime, a.id, sender.id);
     assert!(
         after.worth >= view.worth,
-        "B took value from A: {} → {}",
+        "the sender took value from A: {} → {}",
         view.worth,
         after.worth
     );
     assert!(
         after.own_hold <= view.own_hold,
-        "B put a hold on A's side: {} → {}",
+        "the sender put a hold on A's side: {} → {}",
         view.own_hold,
         after.own_hold
     );
     assert_eq!(
         after.credit_to_b, view.credit_to_b,
-        "B changed the credit A extends"
+        "the sender changed the credit A extends"
     );
     assert!(after.height >= view.height, "the account went back");
     if let Some((height, state_hash)) = promised
@@ -310,7 +356,7 @@ fn deliver_checked(mut envelope: Envelope, promised: Option<(u64, Hash)>) -> boo
     {
         assert_eq!(
             after.state_hash, state_hash,
-            "A committed another state than B's frame promised"
+            "A committed another state than the sender's frame promised"
         );
     }
     true
@@ -333,11 +379,20 @@ struct AView {
 }
 
 impl AView {
+    /// A's account with `b`; a fresh one's if there is none.
     fn of(runtime: &Runtime, a: EntityId, b: EntityId) -> Self {
-        let entry = runtime
+        let Some(entry) = runtime
             .replica_of(&a)
             .and_then(|r| r.state().accounts.get(&b))
-            .unwrap_or_else(|| panic!("A lost its account with B"));
+        else {
+            return AView {
+                worth: 0,
+                own_hold: 0,
+                credit_to_b: 0,
+                height: 0,
+                state_hash: Hash::ZERO,
+            };
+        };
         let account = &entry.account;
         let state = account.state();
         let delta = state.deltas.get(&TOKEN).cloned().unwrap_or_default();
@@ -358,17 +413,26 @@ impl AView {
     }
 }
 
-fn deliver_forged(forged: &ForgedFrame) -> bool {
+/// Delivers the frame `forged` describes, from `sender` (signed by its key if `signed`), on
+/// top of A's committed account with it (a fresh one if A has none).
+fn deliver_forged(forged: &ForgedFrame, sender: &Node, signed: bool) -> bool {
     let s = setup();
     let t = &s.template;
-    let (a, b) = (&t.nodes[A], &t.nodes[B]);
-    let entry = t.states[A]
+    let a = &t.nodes[A];
+    let fresh;
+    let account = match t.states[A]
         .replicas
         .get(&a.replica())
-        .and_then(|r| r.state().accounts.get(&b.id))
-        .unwrap_or_else(|| panic!("A has no account with B"));
-    let account = &entry.account;
-    let b_side = account.side().peer();
+        .and_then(|r| r.state().accounts.get(&sender.id))
+    {
+        Some(entry) => &entry.account,
+        None => {
+            fresh = crate::account::Account::new(Hash::ZERO, a.id, sender.id)
+                .unwrap_or_else(|e| panic!("{e}"));
+            &fresh
+        }
+    };
+    let sender_side = account.side().peer();
     let height = (account.height() + 1).saturating_add_signed(i64::from(forged.height_offset));
     let timestamp = t
         .now
@@ -379,7 +443,7 @@ fn deliver_forged(forged: &ForgedFrame) -> bool {
     };
     let mut state = account.state().clone();
     for tx in &forged.txs {
-        let _ = state.apply(tx, b_side, clock);
+        let _ = state.apply(tx, sender_side, clock);
     }
     let frame = crate::account::Frame {
         height,
@@ -388,12 +452,18 @@ fn deliver_forged(forged: &ForgedFrame) -> bool {
         txs: forged.txs.clone(),
         prev_frame_hash: account.last_frame_hash(),
         state_hash: forged.state_hash.unwrap_or_else(|| state.hash()),
-        by_left: (b_side == Side::Left) != forged.flip_side,
+        by_left: (sender_side == Side::Left) != forged.flip_side,
     };
-    let sign = |digest: &Hash| QuorumSignature(vec![b.key.sign(digest)]);
+    let sign = |digest: &Hash| {
+        QuorumSignature(if signed {
+            vec![sender.key.sign(digest)]
+        } else {
+            Vec::new()
+        })
+    };
     let frame_hash = frame.hash(account.key());
     let message = AccountMessage {
-        from: b.id,
+        from: sender.id,
         to: a.id,
         ack: forged.ack.map(|(height, frame_hash)| FrameAck {
             height,
@@ -406,14 +476,14 @@ fn deliver_forged(forged: &ForgedFrame) -> bool {
         }),
     };
     let envelope = Envelope {
-        from: b.replica(),
+        from: sender.replica(),
         to: a.replica(),
         payload: Payload::Account {
             message,
-            sender_board: b.board.clone(),
+            sender_board: sender.board.clone(),
         },
     };
-    deliver_checked(envelope, Some((height, state.hash())))
+    deliver_checked(envelope, sender, signed, Some((height, state.hash())))
 }
 
 fn merge_checked(profile: SignedProfile) {
@@ -532,6 +602,9 @@ pub(crate) fn seeds() -> Vec<Vec<u8>> {
     for frame in &frames {
         seeds.push([&[1u8][..], &encode(frame)].concat());
     }
+    for who in 0u8..4 {
+        seeds.push([&[3u8, who][..], &encode(&frames[3])].concat());
+    }
     seeds
 }
 
@@ -554,75 +627,51 @@ mod tests {
     #[test]
     fn the_honest_next_message_is_taken_and_the_stale_ones_are_not() {
         let s = setup();
+        let b = &s.template.nodes[B];
         let (last, stale) = s.sent_by_b.split_last().unwrap();
         assert!(stale.len() >= 4);
         for envelope in stale {
-            assert!(!deliver_checked(envelope.clone(), None));
+            assert!(!deliver_checked(envelope.clone(), b, false, None));
         }
-        assert!(deliver_checked(last.clone(), None));
+        assert!(deliver_checked(last.clone(), b, false, None));
     }
 
+    /// The height-0 hole (see `account::tests::a_proposal_of_height_zero_is_refused...`),
+    /// through the target's stranger mode; a signed first frame still opens the account.
     #[test]
-    fn an_unsigned_first_message_from_a_stranger_opens_no_account() {
-        let s = setup();
-        let t = &s.template;
-        // Strangers on either side of A.
-        let strangers =
-            (0u8..8).map(|b| crate::board::Board::single(crate::crypto::Address([b; 20])));
-        let sides: std::collections::BTreeSet<bool> = strangers
-            .clone()
-            .map(|s| s.lazy_entity_id().is_left_of(&t.nodes[A].id))
-            .collect();
-        assert_eq!(sides.len(), 2);
-        for (stranger, by_left) in strangers.flat_map(|s| [(s.clone(), false), (s, true)]) {
-            let id = stranger.lazy_entity_id();
-            let frame = crate::account::Frame {
-                height: 0,
-                timestamp: t.now,
-                j_height: 0,
-                txs: vec![],
-                prev_frame_hash: Hash::ZERO,
-                state_hash: Hash::ZERO,
-                by_left,
-            };
-            let message = AccountMessage {
-                from: id,
-                to: t.nodes[A].id,
-                ack: None,
-                proposal: Some(SignedFrame {
-                    frame,
-                    signature: QuorumSignature(vec![]),
-                }),
-            };
-            let envelope = Envelope {
-                from: t.nodes[B].replica(),
-                to: t.nodes[A].replica(),
-                payload: Payload::Account {
-                    message,
-                    sender_board: stranger.clone(),
-                },
-            };
-            assert!(!deliver_checked(envelope, None));
+    fn a_stranger_opens_an_account_only_by_signing_its_first_frame() {
+        let credit = vec![AccountTx::SetCreditLimit {
+            token: TOKEN,
+            amount: 10,
+        }];
+        for stranger in &setup().strangers {
+            for height_offset in [-1, 0] {
+                let mut frame = forged(credit.clone());
+                frame.height_offset = height_offset;
+                assert!(!deliver_forged(&frame, stranger, false));
+            }
+            assert!(deliver_forged(&forged(credit.clone()), stranger, true));
         }
     }
 
     #[test]
     fn a_forged_frame_of_valid_transactions_is_taken_and_an_invalid_one_is_not() {
+        let b = &setup().template.nodes[B];
         let pay = |amount| AccountTx::DirectPayment {
             token: TOKEN,
             amount,
         };
-        assert!(deliver_forged(&forged(vec![pay(5)])));
+        assert!(deliver_forged(&forged(vec![pay(5)]), b, true));
         // More than B can pay, a wrong state hash, a stale height, a frame from the future.
-        assert!(!deliver_forged(&forged(vec![pay(10_000_000)])));
+        assert!(!deliver_forged(&forged(vec![pay(10_000_000)]), b, true));
         let mut wrong = forged(vec![pay(5)]);
         wrong.state_hash = Some(Hash::ZERO);
-        assert!(!deliver_forged(&wrong));
+        assert!(!deliver_forged(&wrong, b, true));
         let mut stale = forged(vec![pay(5)]);
         stale.height_offset = -2;
-        assert!(!deliver_forged(&stale));
+        assert!(!deliver_forged(&stale, b, true));
         let mut future = forged(vec![pay(5)]);
         future.timestamp_offset_ms = 60_000;
-        assert!(!deliver_forged(&future));
+        assert!(!deliver_forged(&future, b, true));
     }
 }

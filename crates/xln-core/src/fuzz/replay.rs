@@ -76,3 +76,30 @@ fn write_seed_corpora() {
         }
     }
 }
+
+/// How the payments of the account_consistency corpus ended (for FUZZING.md):
+/// `cargo test -p xln-core account_consistency_outcomes -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints figures"]
+fn account_consistency_outcomes() {
+    let mut total = [0usize; 3];
+    let files = corpus("account_consistency");
+    let started = std::time::Instant::now();
+    for (_, bytes) in &files {
+        let o = account_consistency::outcomes(bytes);
+        for (sum, n) in total
+            .iter_mut()
+            .zip([o.succeeded, o.failed, o.hub_lost_to_expiry])
+        {
+            *sum += n;
+        }
+    }
+    println!(
+        "{} files in {:?}: {} payments succeeded, {} failed, {} times the hub lost to expiry",
+        files.len(),
+        started.elapsed(),
+        total[0],
+        total[1],
+        total[2]
+    );
+}
