@@ -7,6 +7,8 @@ pub mod api;
 pub mod chain;
 pub mod config;
 pub mod demo;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod net;
 pub mod node;
 pub mod store;

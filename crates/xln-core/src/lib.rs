@@ -12,6 +12,8 @@ pub mod collections;
 pub mod crypto;
 pub mod delta;
 pub mod entity;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 pub mod gossip;
 pub mod netting;
 pub mod onion;

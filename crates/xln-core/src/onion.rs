@@ -131,6 +131,24 @@ pub fn seal(
     hashlock: &Hash,
     cache: &mut OnionCache,
 ) -> Result<Vec<u8>, OnionError> {
+    seal_bytes(
+        recipient,
+        &encode(instruction),
+        ephemeral_secret,
+        hashlock,
+        cache,
+    )
+}
+
+/// [`seal`] of any plaintext; the fuzz target uses it to reach what [`open`] does with
+/// plaintexts that are not instructions.
+pub(crate) fn seal_bytes(
+    recipient: &PublicKey,
+    plaintext: &[u8],
+    ephemeral_secret: &[u8; 32],
+    hashlock: &Hash,
+    cache: &mut OnionCache,
+) -> Result<Vec<u8>, OnionError> {
     let recipient_bytes = recipient.to_bytes();
     let cache_key = (*ephemeral_secret, recipient_bytes);
     let (ephemeral_public, shared) = match cache.sealing.get(&cache_key) {
@@ -149,7 +167,7 @@ pub fn seal(
     };
     let key = layer_key(&shared, &ephemeral_public, &recipient_bytes, hashlock);
     let ciphertext = ChaCha20Poly1305::new(&key)
-        .encrypt(&Nonce::default(), encode(instruction).as_slice())
+        .encrypt(&Nonce::default(), plaintext)
         .map_err(|_| OnionError::Undecryptable)?;
     let mut layer = Vec::with_capacity(KEY_BYTES + ciphertext.len());
     layer.extend_from_slice(&ephemeral_public);

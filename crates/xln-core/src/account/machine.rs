@@ -501,7 +501,8 @@ impl Account {
             return Err(AccountError::WrongProposer { height });
         }
         if height <= base.height {
-            if height == base.height && base.last.by_left == peer_is_left {
+            // (Height 0 is no frame: nothing to ACK again, and this path checks no signature.)
+            if height == base.height && height > 0 && base.last.by_left == peer_is_left {
                 // The peer did not get our ACK and resent its frame, or re-stamped it: ACK
                 // again the version we committed.
                 return Ok(ProposalCheck::AckAgain(height, base.last.hash));

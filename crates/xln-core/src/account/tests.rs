@@ -477,6 +477,38 @@ fn bad_frames_are_refused_and_change_nothing() {
     assert_eq!(pair.left.account, after);
 }
 
+/// Found while writing the `peer_message` fuzz target's checks: a "resent" frame of height 0 (there is
+/// none) was ACKed again with no signature checked, so anyone could open an account at a node
+/// by naming a lazy entity and sending nothing signed.
+#[test]
+fn a_proposal_of_height_zero_is_refused_unsigned_or_not() {
+    let mut pair = Pair::new();
+    let frame = Frame {
+        height: 0,
+        timestamp: pair.clock.timestamp,
+        j_height: pair.clock.j_height,
+        txs: vec![],
+        prev_frame_hash: Hash::ZERO,
+        state_hash: Hash::ZERO,
+        by_left: false,
+    };
+    let message = AccountMessage {
+        from: pair.right.id,
+        to: pair.left.id,
+        ack: None,
+        proposal: Some(SignedFrame {
+            frame,
+            signature: QuorumSignature(vec![]),
+        }),
+    };
+    let before = pair.left.account.clone();
+    assert!(matches!(
+        pair.deliver(true, &message),
+        Err(AccountError::StaleFrame { height: 0, .. })
+    ));
+    assert_eq!(pair.left.account, before);
+}
+
 #[test]
 fn a_resent_proposal_is_acked_again_without_applying_twice() {
     let mut pair = Pair::new();
