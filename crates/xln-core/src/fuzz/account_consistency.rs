@@ -961,6 +961,11 @@ impl Ledger {
                 }
             }
             AccountTx::SetCreditLimit { .. } | AccountTx::ChainSync { .. } => {}
+            AccountTx::SwapOffer { .. }
+            | AccountTx::SwapResolve { .. }
+            | AccountTx::SwapCancel { .. } => {
+                panic!("a swap committed, though this target places no offers")
+            }
         }
     }
 
