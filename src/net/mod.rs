@@ -31,7 +31,6 @@ pub(crate) mod wire;
 mod tests;
 
 use crate::api::PeerView;
-use serde::{Deserialize, Serialize};
 use shared::Shared;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,8 +38,6 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use xln_core::crypto::{Address, SignerKey};
-use xln_core::gossip::SignedProfile;
-use xln_core::runtime::Envelope;
 
 /// The default bound on one websocket message (and frame), in bytes.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -67,12 +64,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Handshakes in progress at once on the listener; connections beyond it are dropped.
 pub const MAX_PENDING_HANDSHAKES: usize = 128;
 
-/// What travels between nodes (postcard-encoded in binary websocket messages).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WireMessage {
-    Envelope(Envelope),
-    Profile(SignedProfile),
-}
+/// What travels between nodes (postcard-encoded in binary websocket messages); defined in the
+/// core, where the fuzz target for peer messages decodes it too.
+pub use xln_core::runtime::WireMessage;
 
 /// How a [`Net`] starts.
 #[derive(Debug, Clone)]

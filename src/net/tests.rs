@@ -14,6 +14,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 use xln_core::board::EntityId;
 use xln_core::crypto::{Hash, Signature};
 use xln_core::entity::EntityMessage;
+use xln_core::runtime::Envelope;
 use xln_core::runtime::{Payload, ReplicaId};
 
 /// The longest any single expected thing may take.

@@ -14,7 +14,7 @@ mod replay;
 
 pub use account_consistency::account_consistency;
 pub use onion_payload::onion_payload;
-pub use peer_message::{WireMessage, peer_message};
+pub use peer_message::peer_message;
 
 /// Starting points for a target's corpus (see `replay`), by target name.
 pub fn seeds(target: &str) -> Option<Vec<Vec<u8>>> {

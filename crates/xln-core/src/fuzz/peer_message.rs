@@ -4,7 +4,7 @@
 //! (so `from` is B's replica whatever the bytes say).
 //!
 //! The first byte picks the mode, the rest is its data:
-//! - 0: the data is a [`WireMessage`] as the websocket transport decodes it (postcard): an
+//! - 0: the data is a [`WireMessage`] as the node's websocket transport decodes it (postcard): an
 //!   envelope for A's runtime, or a signed profile for the gossip store;
 //! - 1: the data is a [`ForgedFrame`]: B, byzantine but holding its real key, signs a frame
 //!   of any transactions on top of the committed state (with the right state hash unless the
@@ -32,17 +32,9 @@ use crate::entity::{EntityTx, PaymentOrder, RouteHop};
 use crate::gossip::{MergeOutcome, Profile, ProfileAccount, ProfileStore, SignedProfile};
 use crate::onion::Preimage;
 use crate::routing::{FeePolicy, Graph, find_routes};
-use crate::runtime::{Envelope, Payload, Runtime, RuntimeEvent, RuntimeInput};
+use crate::runtime::{Envelope, Payload, Runtime, RuntimeEvent, RuntimeInput, WireMessage};
 use serde::{Deserialize, Serialize};
 use std::sync::OnceLock;
-
-/// What the websocket transport carries between nodes (its own enum, in `src/net`, must
-/// keep this shape: the fuzz corpus is in this encoding).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum WireMessage {
-    Envelope(Envelope),
-    Profile(SignedProfile),
-}
 
 /// A frame B signs with its real key, described relative to the committed state.
 #[derive(Debug, Clone, Serialize, Deserialize)]

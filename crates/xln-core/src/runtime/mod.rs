@@ -53,6 +53,14 @@ pub struct Envelope {
     pub payload: Payload,
 }
 
+/// What travels between nodes: a message between replicas, or a signed profile (gossip). The
+/// node's transport carries it postcard-encoded; the fuzz target `peer_message` decodes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WireMessage {
+    Envelope(Envelope),
+    Profile(crate::gossip::SignedProfile),
+}
+
 /// What the operator (console, CLI) asks of the runtime.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
