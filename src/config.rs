@@ -177,8 +177,8 @@ impl Config {
         })
     }
 
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 }
 
@@ -350,7 +350,7 @@ pub fn init(paths: &Paths, options: &InitOptions) -> Result<SignerKey, ConfigErr
     if let Some(dir) = paths.config.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| file_error(dir, e))?;
     }
-    std::fs::write(&paths.config, config.to_toml()).map_err(|e| file_error(&paths.config, e))?;
+    std::fs::write(&paths.config, config.to_toml()?).map_err(|e| file_error(&paths.config, e))?;
     Ok(key)
 }
 

@@ -12,7 +12,10 @@ use crate::config::Config;
 pub fn config_files(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(config) = Config::parse(&text) {
-        let written = config.to_toml();
+        let written = match config.to_toml() {
+            Ok(written) => written,
+            Err(error) => panic!("a config that parses cannot be written: {error}"),
+        };
         match Config::parse(&written) {
             Ok(read_back) => assert_eq!(read_back, config, "written as:\n{written}"),
             Err(error) => panic!("the config written does not read back: {error}\n{written}"),

@@ -266,6 +266,11 @@ impl Net {
         self.shared.set_blocked(signer, blocked);
     }
 
+    /// Closes `signer`'s session now, with `reason` (a dialled peer is dialled again later).
+    pub fn disconnect(&self, signer: Address, reason: &str) {
+        self.shared.disconnect(signer, reason);
+    }
+
     /// Closes the listener, the sessions and the dial loops, and waits for every task.
     pub async fn shutdown(self) {
         self.shared.shutdown().await;

@@ -464,6 +464,13 @@ impl Shared {
             .collect()
     }
 
+    pub fn disconnect(&self, signer: Address, reason: &str) {
+        let state = lock(&self.state);
+        if let Some(current) = state.peers.get(&signer).and_then(|p| p.session.as_ref()) {
+            current.kill.send_replace(Some(reason.to_string()));
+        }
+    }
+
     pub fn set_blocked(&self, signer: Address, blocked: bool) {
         {
             let mut state = lock(&self.state);

@@ -104,7 +104,6 @@ pub fn recover(store: &Store, key: &SignerKey) -> anyhow::Result<(Runtime, u64, 
     let mut warnings = recovered.warnings;
     let mut runtime = Runtime::from_state([key.clone()], recovered.state);
     let mut seq = recovered.snapshot_seq;
-    let mut torn_from = None;
     for logged in recovered.replay {
         runtime.apply(logged.input);
         if logged.state_hash != xln_core::crypto::Hash::ZERO
@@ -118,11 +117,8 @@ pub fn recover(store: &Store, key: &SignerKey) -> anyhow::Result<(Runtime, u64, 
         }
         seq = logged.seq;
     }
-    // A torn tail was reported by `recover`: cut it so that new inputs follow the good ones.
-    if warnings.iter().any(|w| w.contains("torn write")) {
-        torn_from = Some(seq + 1);
-    }
-    if let Some(from) = torn_from {
+    // Cut a torn tail, so that new inputs follow the good ones.
+    if let Some(from) = recovered.torn_from {
         store.truncate_from(from).context("cutting a torn tail")?;
         warnings.push(format!("the log now ends at input {seq}"));
     }
@@ -258,7 +254,6 @@ pub async fn start(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         net,
         chain_jobs,
         views: views_tx,
-        db_path: paths.database(),
     });
     for warning in warnings {
         writer.warn(warning);

@@ -79,7 +79,6 @@ pub(super) struct WriterParts {
     pub net: Net,
     pub chain_jobs: mpsc::Sender<ChainJob>,
     pub views: watch::Sender<Arc<NodeView>>,
-    pub db_path: std::path::PathBuf,
 }
 
 pub(super) struct Writer {
@@ -98,7 +97,6 @@ pub(super) struct Writer {
     net: Net,
     chain_jobs: mpsc::Sender<ChainJob>,
     views: watch::Sender<Arc<NodeView>>,
-    db_path: std::path::PathBuf,
     profiles: ProfileStore,
     frames: BTreeMap<EntityId, Vec<FrameSummary>>,
     started: BTreeMap<Hash, (u64, usize)>,
@@ -159,7 +157,6 @@ impl Writer {
             net: parts.net,
             chain_jobs: parts.chain_jobs,
             views: parts.views,
-            db_path: parts.db_path,
             profiles: ProfileStore::new(),
             frames: BTreeMap::new(),
             started: BTreeMap::new(),
@@ -475,22 +472,19 @@ impl Writer {
         }
     }
 
-    /// A peer whose message broke a rule is disconnected; what it sent changed nothing.
+    /// A peer whose message carried a forged or missing signature is disconnected (what it sent
+    /// changed nothing; it may reconnect and must then sign). Other refusals (stale or early
+    /// frames, a chain change our follower has not seen) are races between honest nodes.
     fn check_peer(&mut self, peer: Address, events: &[RuntimeEvent]) {
-        let offence = events.iter().find_map(|e| match e {
-            RuntimeEvent::Rejected(error @ RuntimeError::Consensus { .. }) => {
-                Some(error.to_string())
-            }
-            _ => None,
-        });
-        if let Some(offence) = offence {
+        if let Some(offence) = events.iter().find_map(forged_signature) {
             self.log_line(
                 LogLevel::Warn,
                 format!(
-                    "peer {} sent a message that was refused: {offence}",
+                    "peer {} sent a badly signed message ({offence}): disconnected",
                     peer.short()
                 ),
             );
+            self.net.disconnect(peer, "a badly signed message");
         }
     }
 
@@ -1280,9 +1274,8 @@ impl Writer {
         let mut status = view::status_from_state(state, &self.config.name, self.key.address());
         status.inputs = self.seq;
         status.chain = self.chain_status.clone();
-        status.chain.followed = state
-            .j_height
-            .max(status.chain.followed.min(state.j_height));
+        // What the entity has taken in, which is what matters (the follower may be ahead).
+        status.chain.followed = state.j_height;
         status.peers_connected = peers.iter().filter(|p| p.connected).count();
         status.totals = view::totals(&accounts);
         if !self.chain_status.connected {
@@ -1297,7 +1290,6 @@ impl Writer {
             status.problems.push("no peer is connected".into());
         }
         status.healthy = status.problems.is_empty();
-        let _ = &self.db_path;
         NodeView {
             status,
             reserves: view::reserves(state),
@@ -1337,6 +1329,37 @@ impl Writer {
     }
 }
 
+/// The reason, if `event` refuses a message for its signature: a forgery, not a race.
+fn forged_signature(event: &RuntimeEvent) -> Option<String> {
+    use xln_core::account::AccountError;
+    use xln_core::entity::{ConsensusError, EntityTxError};
+    match event {
+        RuntimeEvent::Rejected(
+            error @ RuntimeError::Consensus {
+                error:
+                    ConsensusError::NoQuorum { .. }
+                    | ConsensusError::NotFromProposer { .. }
+                    | ConsensusError::WrongSignatureCount { .. }
+                    | ConsensusError::NotAMember,
+                ..
+            },
+        ) => Some(error.to_string()),
+        RuntimeEvent::TxDropped { tx, error, .. }
+            if matches!(**tx, EntityTx::AccountInput { .. })
+                && matches!(
+                    error,
+                    EntityTxError::Account {
+                        error: AccountError::BadSignature { .. },
+                        ..
+                    }
+                ) =>
+        {
+            Some(error.to_string())
+        }
+        _ => None,
+    }
+}
+
 /// What a transaction is, in a word or two, for the log.
 fn tx_kind(tx: &EntityTx) -> &'static str {
     match tx {
@@ -1364,4 +1387,77 @@ enum Planned {
     Submit { tx: EntityTx, ok: Response },
     Chain(ChainJobBuilder),
     Answered(Response),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xln_core::account::{AccountError, AccountMessage};
+    use xln_core::board::QuorumError;
+    use xln_core::entity::{ConsensusError, EntityTxError};
+
+    fn peer_frame_dropped(error: AccountError) -> RuntimeEvent {
+        RuntimeEvent::TxDropped {
+            replica: ReplicaId {
+                entity: EntityId::ZERO,
+                signer: Address::ZERO,
+            },
+            tx: Box::new(EntityTx::AccountInput {
+                message: Box::new(AccountMessage {
+                    from: EntityId::ZERO,
+                    to: EntityId::ZERO,
+                    ack: None,
+                    proposal: None,
+                }),
+                sender_board: Board::single(Address([1; 20])),
+            }),
+            error: EntityTxError::Account {
+                peer: EntityId::ZERO,
+                error,
+            },
+        }
+    }
+
+    fn consensus_refused(error: ConsensusError) -> RuntimeEvent {
+        RuntimeEvent::Rejected(RuntimeError::Consensus {
+            replica: ReplicaId {
+                entity: EntityId::ZERO,
+                signer: Address::ZERO,
+            },
+            error,
+        })
+    }
+
+    #[test]
+    fn only_bad_signatures_count_as_forgeries() {
+        let weak = QuorumError::NotEnoughWeight {
+            got: 0,
+            threshold: 1,
+        };
+        for forged in [
+            peer_frame_dropped(AccountError::BadSignature {
+                height: 3,
+                error: weak.clone(),
+            }),
+            consensus_refused(ConsensusError::NoQuorum {
+                height: 3,
+                error: weak,
+            }),
+            consensus_refused(ConsensusError::NotAMember),
+        ] {
+            assert!(forged_signature(&forged).is_some(), "{forged:?}");
+        }
+        for race in [
+            peer_frame_dropped(AccountError::StaleFrame {
+                height: 1,
+                committed: 2,
+            }),
+            consensus_refused(ConsensusError::Stale {
+                height: 1,
+                committed: 2,
+            }),
+        ] {
+            assert!(forged_signature(&race).is_none(), "{race:?}");
+        }
+    }
 }

@@ -60,6 +60,8 @@ pub struct Recovered {
     pub replay: Vec<LoggedInput>,
     /// What was found damaged and skipped: for the node to log as warnings.
     pub warnings: Vec<String>,
+    /// The first damaged input of a torn tail, which `truncate_from` removes.
+    pub torn_from: Option<u64>,
 }
 
 pub struct Store {
@@ -209,6 +211,7 @@ impl Store {
                     recovered.warnings.push(format!(
                         "input {seq} is damaged: the log is cut there (a torn write)"
                     ));
+                    recovered.torn_from = Some(seq);
                     break;
                 }
             }

@@ -155,6 +155,7 @@ fn a_torn_tail_is_cut_at_the_last_complete_input() {
         "{:?}",
         recovered.warnings
     );
+    assert_eq!(recovered.torn_from, Some(7));
     store.truncate_from(7).unwrap();
     assert!(store.recover().unwrap().warnings.is_empty());
     // The next input goes on after the cut.

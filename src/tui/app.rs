@@ -4,7 +4,7 @@
 use super::ConsoleOptions;
 use super::context::{Confirm, Context, Effect, Notice, RequestId, Ui};
 use super::form::{Form, FormEvent, hints, popup_area};
-use super::format::Names;
+use super::format::{Names, cells};
 use super::keys::{Action, Key, Keymap, Section};
 use super::screens::{Screen, ScreenId, Screens};
 use super::theme::Theme;
@@ -145,13 +145,22 @@ impl Console {
         match event {
             Event::Key(key) if key.kind != KeyEventKind::Release => self.handle_key(key),
             Event::Mouse(mouse) => self.handle_mouse(mouse),
-            Event::Paste(text) => {
+            // Pasted text goes into a text field only: outside one each character would be a
+            // key (pasting "sy" on the accounts screen would settle and confirm).
+            Event::Paste(text) if self.takes_text() => {
                 for c in text.chars().filter(|c| !c.is_control()) {
                     self.handle_key(&KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
                 }
             }
             _ => {}
         }
+    }
+
+    /// Is a text field focused (a form, or a screen's own field such as the log filter)?
+    fn takes_text(&self) -> bool {
+        self.confirm.is_none()
+            && !self.help
+            && (self.form.is_some() || self.screens.get(self.screen).editing())
     }
 
     /// The node's answer to request `id`.
@@ -417,7 +426,8 @@ impl Console {
         for screen in ScreenId::ALL {
             let key = self.keymap.label(Section::Global, screen.show_action());
             let title = screen.title();
-            let label_width = (key.chars().count() + title.len()) as u16 + if wide { 3 } else { 0 };
+            let label_width =
+                cells(key.chars().count() + title.len()).saturating_add(if wide { 3 } else { 0 });
             tabs.push(Tab {
                 screen,
                 x,
@@ -425,7 +435,7 @@ impl Console {
                 key,
                 title,
             });
-            x += label_width + 1;
+            x = x.saturating_add(label_width).saturating_add(1);
         }
         tabs
     }
@@ -494,9 +504,9 @@ impl Console {
         let used: u16 = self
             .tabs(area.width)
             .last()
-            .map_or(0, |tab| tab.x + tab.width);
-        let who_width = who.chars().count() as u16;
-        if used + who_width + 2 <= area.width {
+            .map_or(0, |tab| tab.x.saturating_add(tab.width));
+        let who_width = cells(who.chars().count());
+        if used.saturating_add(who_width).saturating_add(2) <= area.width {
             let right = Rect {
                 x: area.right() - who_width,
                 width: who_width,
@@ -517,7 +527,7 @@ impl Console {
             Some(first) => format!("{} {} ", ui.spinner, first.summary),
             None => String::new(),
         };
-        let waiting_width = (waiting.chars().count() as u16).min(area.width / 2);
+        let waiting_width = cells(waiting.chars().count()).min(area.width / 2);
         let [notice_area, waiting_area] =
             Layout::horizontal([Constraint::Min(0), Constraint::Length(waiting_width)]).areas(area);
         frame.render_widget(Line::styled(waiting, ui.theme.warn()), waiting_area);

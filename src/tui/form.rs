@@ -2,7 +2,7 @@
 //! one request. The rules of each form (what is allowed, what needs a confirmation) live here.
 
 use super::context::{RequestId, Ui};
-use super::format::entity_label;
+use super::format::{cells, entity_label};
 use crate::amount::TokenFormat;
 use crate::api::{NodeView, ProfileView, Request};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -483,7 +483,7 @@ impl Form {
         };
         // Fields, completions, the node's error or the spinner, borders.
         let height = self.fields.len() + completions + 2 + 2;
-        let area = popup_area(frame.area(), 72, height as u16);
+        let area = popup_area(frame.area(), 72, cells(height));
         frame.render_widget(Clear, area);
         let block = Block::new()
             .borders(Borders::ALL)

@@ -38,6 +38,12 @@ impl Names {
 
 /// The name of one entity (a profile's, else an account's peer name), else its short id.
 /// A linear search, for one label; screens with many use [`Names`].
+/// A count of characters or rows as terminal cells, saturating (a long name from a file or a
+/// peer must not overflow a `u16` sum).
+pub fn cells(count: usize) -> u16 {
+    u16::try_from(count).unwrap_or(u16::MAX)
+}
+
 pub fn entity_label(view: &NodeView, entity: &EntityId) -> String {
     let profile = view.profiles.iter().find(|p| p.entity == *entity);
     let account = || view.accounts.iter().find(|a| a.peer == *entity);

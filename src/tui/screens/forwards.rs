@@ -32,8 +32,14 @@ impl Screen for ForwardsScreen {
     fn draw(&self, frame: &mut Frame, area: Rect, ui: &Ui) {
         let view = ui.view;
         let forwards = &view.forwards;
-        let summary_height =
-            (forwards.fees.len().max(forwards.failures.len()) as u16 + 3).clamp(4, area.height / 2);
+        // Rows for the longer list plus borders, at least 4, at most half the screen (which on a
+        // tiny terminal may be less than 4: `min` last, so no panic).
+        let rows = forwards.fees.len().max(forwards.failures.len());
+        let summary_height = u16::try_from(rows)
+            .unwrap_or(u16::MAX)
+            .saturating_add(3)
+            .max(4)
+            .min(area.height / 2);
         let [summary_area, recent_area] =
             Layout::vertical([Constraint::Length(summary_height), Constraint::Min(3)]).areas(area);
         let [fees_area, failures_area] =

@@ -4,6 +4,7 @@ use super::Screen;
 use crate::amount::TokenFormat;
 use crate::api::NodeView;
 use crate::tui::context::{Context, Ui};
+use crate::tui::format::cells;
 use crate::tui::keys::Action;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -25,7 +26,9 @@ impl Screen for OverviewScreen {
         let hint_height = match &self.first_run_hint {
             Some(hint) => {
                 let width = usize::from(area.width.saturating_sub(2).max(1));
-                (hint.chars().count().div_ceil(width) as u16 + 2).min(area.height / 3)
+                cells(hint.chars().count().div_ceil(width))
+                    .saturating_add(2)
+                    .min(area.height / 3)
             }
             None => 0,
         };
