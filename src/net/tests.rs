@@ -117,8 +117,13 @@ impl Node {
     /// received from another signer.
     async fn received(&mut self, from: Address, count: usize) -> Vec<u64> {
         let mut numbers = Vec::new();
+        let deadline = Instant::now() + WAIT;
         while numbers.len() < count {
-            if let NetEvent::Received { from: f, message } = self.next().await {
+            let event = timeout(deadline - Instant::now(), self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {numbers:?} received in time"))
+                .expect("event channel closed");
+            if let NetEvent::Received { from: f, message } = event {
                 assert_eq!(f, from, "message from an unexpected signer");
                 numbers.push(number(&message));
             }
