@@ -43,9 +43,10 @@ use xln_core::crypto::{Address, SignerKey};
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// The smallest accepted `max_message_bytes`: the handshake messages must fit.
 pub const MIN_MAX_MESSAGE_BYTES: usize = 1024;
-/// Messages kept per peer signer, queued or sent but not acknowledged. Beyond it the oldest
-/// one is dropped, with a warning.
+/// Messages kept per peer signer, queued or sent but not acknowledged. Beyond it (or beyond
+/// [`MAX_QUEUED_BYTES_PER_PEER`]) the oldest one is dropped, with a warning.
 pub const MAX_QUEUED_PER_PEER: usize = 1024;
+pub const MAX_QUEUED_BYTES_PER_PEER: usize = 64 << 20;
 /// A handshake (websocket upgrade included) that takes longer is abandoned.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The first wait before redialling a peer; it doubles after each failure up to

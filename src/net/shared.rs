@@ -5,7 +5,7 @@
 //! capacity reserved beforehand, so their order is the order of the state changes.
 
 use super::wire::{Authenticated, Frame};
-use super::{MAX_QUEUED_PER_PEER, NetEvent, Timing, WireMessage};
+use super::{MAX_QUEUED_BYTES_PER_PEER, MAX_QUEUED_PER_PEER, NetEvent, Timing, WireMessage};
 use crate::api::PeerView;
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -57,6 +57,8 @@ struct Peer {
     last_seq: u64,
     /// Encoded `Data` frames not acknowledged yet, by increasing number.
     log: VecDeque<(u64, Bytes)>,
+    /// The bytes in `log`.
+    log_bytes: usize,
     /// Carries `last_seq` to the session writer.
     appended: watch::Sender<u64>,
     /// The peer's epoch that `delivered` counts in.
@@ -74,6 +76,7 @@ impl Default for Peer {
         Self {
             last_seq: 0,
             log: VecDeque::new(),
+            log_bytes: 0,
             appended: watch::Sender::new(0),
             their_epoch: None,
             delivered: 0,
@@ -81,6 +84,14 @@ impl Default for Peer {
             url: None,
             blocked: false,
         }
+    }
+}
+
+impl Peer {
+    fn pop_front(&mut self) -> Option<u64> {
+        let (seq, bytes) = self.log.pop_front()?;
+        self.log_bytes -= bytes.len();
+        Some(seq)
     }
 }
 
@@ -384,7 +395,7 @@ impl Shared {
             ));
         }
         while peer.log.front().is_some_and(|(queued, _)| *queued <= seq) {
-            peer.log.pop_front();
+            peer.pop_front();
         }
         Ok(())
     }
@@ -437,10 +448,12 @@ impl Shared {
             return;
         }
         peer.last_seq = seq;
+        peer.log_bytes += bytes.len();
         peer.log.push_back((seq, Bytes::from(bytes)));
-        if peer.log.len() > MAX_QUEUED_PER_PEER
-            && let Some((dropped, _)) = peer.log.pop_front()
-        {
+        while peer.log.len() > MAX_QUEUED_PER_PEER || peer.log_bytes > MAX_QUEUED_BYTES_PER_PEER {
+            let Some(dropped) = peer.pop_front() else {
+                break;
+            };
             tracing::warn!(
                 peer = %to,
                 seq = dropped,

@@ -118,8 +118,13 @@ impl Node {
     /// received from another signer.
     async fn received(&mut self, from: Address, count: usize) -> Vec<u64> {
         let mut numbers = Vec::new();
+        let deadline = Instant::now() + WAIT;
         while numbers.len() < count {
-            if let NetEvent::Received { from: f, message } = self.next().await {
+            let event = timeout(deadline - Instant::now(), self.events.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {numbers:?} received in time"))
+                .expect("event channel closed");
+            if let NetEvent::Received { from: f, message } = event {
                 assert_eq!(f, from, "message from an unexpected signer");
                 numbers.push(number(&message));
             }
@@ -299,7 +304,8 @@ async fn two_nets_exchange_envelopes_both_ways() {
     );
 }
 
-#[tokio::test]
+/// On several threads, as the node runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nets_exchange_and_broadcast() {
     let mut a = Node::start(1, local(), vec![]).await;
     let mut b = Node::start(2, local(), vec![a.url()]).await;
@@ -496,7 +502,8 @@ async fn a_second_session_replaces_the_first() {
     a.stop().await;
 }
 
-#[tokio::test]
+/// On several threads, as the node runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nets_dialling_each_other_settle_on_one_session() {
     let (pa, pb) = (free_port(), free_port());
     let mut a = Node::start(1, Some(pa), vec![format!("ws://{pb}")]).await;
@@ -779,7 +786,8 @@ async fn all_acknowledged(from: &Node, to: Address) {
     }
 }
 
-#[tokio::test]
+/// On several threads, as the node runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_session_loses_and_repeats_nothing() {
     let mut a = Node::start(1, local(), vec![]).await;
     let mut b = Node::start(2, None, vec![a.url()]).await;
@@ -823,7 +831,8 @@ async fn a_killed_session_loses_and_repeats_nothing() {
     b.stop().await;
 }
 
-#[tokio::test]
+/// On several threads, as the node runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_messages_reach_a_restarted_peer_once() {
     let mut a = Node::start(1, local(), vec![]).await;
     let addr = a.addr();
