@@ -159,6 +159,12 @@ pub struct StatusView {
     pub healthy: bool,
     /// Why not healthy, if not.
     pub problems: Vec<String>,
+    /// Size of the database file (write-ahead log and snapshots), in bytes.
+    #[serde(default)]
+    pub database_bytes: u64,
+    /// The metrics endpoint's URL, when it is on.
+    #[serde(default)]
+    pub metrics_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,7 +61,12 @@ enum Command {
         chain_file: Option<PathBuf>,
     },
     /// Run the node headless until interrupted (Ctrl-C or SIGTERM).
-    Node,
+    Node {
+        /// Serve metrics (Prometheus text format) at http://ADDR/metrics; a loopback address,
+        /// port 0 picks a free one. Overrides `metrics` in the config.
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
+    },
     /// The console (also plain `xln`): on an embedded node, or `--attach` to a running one.
     Console {
         /// Attach to the `xln node` of this data dir through its control socket.
@@ -215,7 +220,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("keys   {} (mode 0600)", paths.keys.display());
             Ok(())
         }
-        Command::Node => tokio_runtime()?.block_on(run_node(paths)),
+        Command::Node { metrics } => tokio_runtime()?.block_on(run_node(paths, metrics)),
         Command::Console { attach, theme } => {
             tokio_runtime()?.block_on(run_console(paths, attach, theme))
         }
@@ -259,8 +264,11 @@ pub fn load_setup(paths: Paths) -> anyhow::Result<NodeSetup> {
     })
 }
 
-async fn run_node(paths: Paths) -> anyhow::Result<()> {
-    let setup = load_setup(paths)?;
+async fn run_node(paths: Paths, metrics: Option<SocketAddr>) -> anyhow::Result<()> {
+    let mut setup = load_setup(paths)?;
+    if metrics.is_some() {
+        setup.config.metrics = metrics;
+    }
     let socket = setup.paths.control_socket();
     let name = setup.config.name.clone();
     let running = node::start(setup).await?;
@@ -274,6 +282,9 @@ async fn run_node(paths: Paths) -> anyhow::Result<()> {
             .map_or("(dial only)".to_string(), |a| a.to_string()),
         socket.display()
     );
+    if let Some(addr) = running.metrics_addr {
+        println!("metrics at http://{addr}/metrics");
+    }
     let result = running.run_until(wait_for_signal()).await;
     let _ = stop_control.send(true);
     let _ = control.await;
@@ -508,7 +519,7 @@ async fn client_command(paths: &Paths, command: Command, json: bool) -> anyhow::
             false,
         ),
         Command::Init { .. }
-        | Command::Node
+        | Command::Node { .. }
         | Command::Console { .. }
         | Command::Demo { .. }
         | Command::Devnet { .. } => {
@@ -563,7 +574,12 @@ fn print_human(response: &Response, tokens: &[TokenInfo]) {
                 s.board.threshold,
                 s.board.members.len()
             );
-            println!("  height {}  inputs {}", s.height, s.inputs);
+            println!(
+                "  height {}  inputs {}  database {:.1} MiB",
+                s.height,
+                s.inputs,
+                s.database_bytes as f64 / (1024.0 * 1024.0)
+            );
             println!(
                 "  chain {} (id {}) head {} followed {} lag {}",
                 s.chain.rpc_url,
@@ -573,6 +589,9 @@ fn print_human(response: &Response, tokens: &[TokenInfo]) {
                 s.chain.lag()
             );
             println!("  peers connected {}", s.peers_connected);
+            if let Some(url) = &s.metrics_url {
+                println!("  metrics {url}");
+            }
             for t in &s.totals {
                 println!(
                     "  {}: owed to us {}, we owe {}",

@@ -71,6 +71,10 @@ pub struct Config {
     pub chain: ChainSection,
     #[serde(default)]
     pub node: NodeSection,
+    /// Serve metrics in Prometheus text format at `http://<metrics>/metrics` (opt-in; a
+    /// loopback address only, since the figures tell how busy the node is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +162,14 @@ impl Config {
         }
         if self.node.tick_ms == 0 {
             return Err(ConfigError::Invalid("`node.tick_ms` is 0".into()));
+        }
+        if let Some(addr) = self.metrics
+            && !addr.ip().is_loopback()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "`metrics` {addr} is not a loopback address: the endpoint has no authentication, \
+                 so it only listens on 127.0.0.1 or ::1 (put a proxy in front to expose it)"
+            )));
         }
         for url in &self.dial {
             if !(url.starts_with("ws://") || url.starts_with("wss://")) {
@@ -336,6 +348,7 @@ pub fn init(paths: &Paths, options: &InitOptions) -> Result<SignerKey, ConfigErr
             file: options.chain_file.clone(),
             confirmations: None,
         },
+        metrics: None,
         node: NodeSection::default(),
     };
     config.check()?;
@@ -378,6 +391,12 @@ mod tests {
         assert_eq!(config.name, "alice");
         assert_eq!(config.node, NodeSection::default());
         assert!(config.dial.is_empty() && config.board.is_none());
+        assert_eq!(config.metrics, None);
+        let with_metrics = Config::parse("name = \"a\"\nmetrics = \"127.0.0.1:9464\"\n").unwrap();
+        assert_eq!(
+            with_metrics.metrics,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
     }
 
     #[test]
@@ -406,6 +425,7 @@ mod tests {
                 "snapshot_every",
             ),
             ("name = \"a\"\nlisten = \"nowhere\"\n", "socket address"),
+            ("name = \"a\"\nmetrics = \"0.0.0.0:9464\"\n", "loopback"),
         ] {
             let error = Config::parse(text).unwrap_err().to_string();
             assert!(error.contains(needle), "{text:?}: {error}");

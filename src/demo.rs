@@ -48,6 +48,7 @@ fn node_config(name: &str, hub: bool, dial: Vec<String>) -> Config {
         board: None,
         chain: ChainSection::default(),
         node: NodeSection::default(),
+        metrics: None,
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod chain_worker;
 pub mod control;
+pub mod metrics;
 mod view;
 mod writer;
 
@@ -47,6 +48,8 @@ pub struct RunningNode {
     link: NodeLink,
     pub entity: EntityId,
     pub listen_addr: Option<SocketAddr>,
+    /// Where the metrics endpoint listens, when the config asks for one.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     writer: JoinHandle<anyhow::Result<()>>,
@@ -240,6 +243,21 @@ pub async fn start(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         &mut tasks,
     );
 
+    let metrics = Arc::new(metrics::Metrics::new());
+    let metrics_addr = match config.metrics {
+        Some(addr) => {
+            let listener = metrics::bind(addr).await?;
+            let bound = listener.local_addr()?;
+            tasks.push(tokio::spawn(metrics::serve(
+                listener,
+                metrics.clone(),
+                shutdown_rx.clone(),
+            )));
+            Some(bound)
+        }
+        None => None,
+    };
+
     let (views_tx, views_rx) = watch::channel(Arc::new(NodeView::default()));
     let mut writer = writer::Writer::new(writer::WriterParts {
         runtime,
@@ -254,6 +272,8 @@ pub async fn start(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         net,
         chain_jobs,
         views: views_tx,
+        metrics,
+        metrics_addr,
     });
     for warning in warnings {
         writer.warn(warning);
@@ -268,6 +288,7 @@ pub async fn start(setup: NodeSetup) -> anyhow::Result<RunningNode> {
         },
         entity,
         listen_addr,
+        metrics_addr,
         shutdown,
         tasks,
         writer,

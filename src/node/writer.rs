@@ -6,6 +6,7 @@
 //! the outputs.
 
 use super::chain_worker::ChainJob;
+use super::metrics::{Metrics, PaymentOutcome, gauge_value};
 use super::{NodeInput, view};
 use crate::api::{
     ChainStatus, ChainTxView, ForwardView, ForwardsView, FrameSummary, LogLevel, LogLine,
@@ -79,6 +80,8 @@ pub(super) struct WriterParts {
     pub net: Net,
     pub chain_jobs: mpsc::Sender<ChainJob>,
     pub views: watch::Sender<Arc<NodeView>>,
+    pub metrics: Arc<Metrics>,
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 pub(super) struct Writer {
@@ -97,6 +100,8 @@ pub(super) struct Writer {
     net: Net,
     chain_jobs: mpsc::Sender<ChainJob>,
     views: watch::Sender<Arc<NodeView>>,
+    metrics: Arc<Metrics>,
+    metrics_addr: Option<std::net::SocketAddr>,
     profiles: ProfileStore,
     frames: BTreeMap<EntityId, Vec<FrameSummary>>,
     started: BTreeMap<Hash, (u64, usize)>,
@@ -157,6 +162,8 @@ impl Writer {
             net: parts.net,
             chain_jobs: parts.chain_jobs,
             views: parts.views,
+            metrics: parts.metrics,
+            metrics_addr: parts.metrics_addr,
             profiles: ProfileStore::new(),
             frames: BTreeMap::new(),
             started: BTreeMap::new(),
@@ -612,6 +619,7 @@ impl Writer {
                 } = event
                 {
                     self.profile_dirty = true;
+                    self.metrics.account_frames.inc();
                     let frames = self.frames.entry(peer).or_default();
                     frames.push(FrameSummary {
                         height,
@@ -628,15 +636,27 @@ impl Writer {
                 hashlock,
                 receiver,
                 amount,
-            } => self.log_line(
-                LogLevel::Info,
-                format!(
-                    "payment {} of {amount} to {} sent",
-                    hashlock.short(),
-                    receiver.short()
-                ),
-            ),
+            } => {
+                self.metrics.payment(PaymentOutcome::Sent);
+                self.log_line(
+                    LogLevel::Info,
+                    format!(
+                        "payment {} of {amount} to {} sent",
+                        hashlock.short(),
+                        receiver.short()
+                    ),
+                )
+            }
             EntityEvent::PaymentFinished { hashlock, status } => {
+                match status {
+                    xln_core::entity::PaymentStatus::Succeeded { .. } => {
+                        self.metrics.payment(PaymentOutcome::Succeeded)
+                    }
+                    xln_core::entity::PaymentStatus::Failed(_) => {
+                        self.metrics.payment(PaymentOutcome::Failed)
+                    }
+                    xln_core::entity::PaymentStatus::Pending => {}
+                }
                 self.log_line(
                     LogLevel::Info,
                     format!(
@@ -650,15 +670,19 @@ impl Writer {
                 hashlock,
                 from,
                 amount,
-            } => self.log_line(
-                LogLevel::Info,
-                format!(
-                    "received {amount} ({}) via {}",
-                    hashlock.short(),
-                    from.short()
-                ),
-            ),
+            } => {
+                self.metrics.payment(PaymentOutcome::Received);
+                self.log_line(
+                    LogLevel::Info,
+                    format!(
+                        "received {amount} ({}) via {}",
+                        hashlock.short(),
+                        from.short()
+                    ),
+                )
+            }
             EntityEvent::Forwarded { from, token, fee } => {
+                self.metrics.forward(true);
                 self.forwards.forwarded += 1;
                 match self.forwards.fees.iter_mut().find(|(t, _)| *t == token) {
                     Some((_, total)) => *total = total.saturating_add(fee),
@@ -673,6 +697,7 @@ impl Writer {
                 });
             }
             EntityEvent::ForwardRefused { peer, failure } => {
+                self.metrics.forward(false);
                 let reason = format!("{:?}", failure.reason);
                 match self
                     .forwards
@@ -1290,6 +1315,8 @@ impl Writer {
             status.problems.push("no peer is connected".into());
         }
         status.healthy = status.problems.is_empty();
+        status.database_bytes = self.store.file_bytes();
+        status.metrics_url = self.metrics_addr.map(|a| format!("http://{a}/metrics"));
         NodeView {
             status,
             reserves: view::reserves(state),
@@ -1303,6 +1330,26 @@ impl Writer {
             pending_chain_txs: self.pending_chain.clone(),
             log: self.log.iter().cloned().collect(),
         }
+    }
+
+    fn set_gauges(&self, view: &NodeView) {
+        let m = &self.metrics;
+        let status = &view.status;
+        m.inputs.set(gauge_value(status.inputs));
+        m.entity_height.set(gauge_value(status.height));
+        m.htlcs_in_flight.set(gauge_value(view.htlcs.len()));
+        m.accounts.set(gauge_value(view.accounts.len()));
+        m.peers_connected.set(gauge_value(status.peers_connected));
+        m.chain_head.set(gauge_value(status.chain.head));
+        m.chain_followed.set(gauge_value(status.chain.followed));
+        m.chain_lag.set(gauge_value(status.chain.lag()));
+        m.database_bytes.set(gauge_value(status.database_bytes));
+        m.healthy.set(i64::from(status.healthy));
+        m.tasks_alive.set(gauge_value(
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks(),
+        ));
     }
 
     /// The chain config's tokens; the devnet's test tokens have 18 decimals, like most ERC-20s.
@@ -1321,8 +1368,10 @@ impl Writer {
     /// Rebuilds the view. It is a pass over the state, so a busy node does it at most every
     /// `VIEW_EVERY` (requests that read get fresh answers regardless).
     fn publish_view(&mut self) {
+        let view = self.build_view();
+        self.set_gauges(&view);
         if self.views.receiver_count() > 0 {
-            self.views.send_replace(Arc::new(self.build_view()));
+            self.views.send_replace(Arc::new(view));
         }
         self.view_published_at = std::time::Instant::now();
         self.view_stale = false;

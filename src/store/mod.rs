@@ -66,6 +66,7 @@ pub struct Recovered {
 
 pub struct Store {
     db: Database,
+    path: std::path::PathBuf,
 }
 
 impl Store {
@@ -89,7 +90,10 @@ impl Store {
             txn.open_table(SNAPSHOTS).map_err(db_error)?;
         }
         txn.commit().map_err(db_error)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Durably appends input `seq` (the next after the last) and the state hash it led to.
@@ -137,8 +141,8 @@ impl Store {
     }
 
     /// Size of the database file in bytes (for the status and metrics).
-    pub fn file_size(path: &Path) -> u64 {
-        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
     }
 
     /// Stores the state after input `seq`, keeps the last two snapshots and drops the inputs

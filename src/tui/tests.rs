@@ -210,6 +210,8 @@ fn sample_view() -> NodeView {
             ],
             healthy: true,
             problems: Vec::new(),
+            database_bytes: 3 * 1024 * 1024,
+            metrics_url: None,
         },
         reserves: vec![
             ReserveView {

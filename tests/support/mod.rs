@@ -142,7 +142,7 @@ impl NodeProcess {
         let child = xln()
             .arg("--data-dir")
             .arg(&self.dir)
-            .args(["--log", "info", "node"])
+            .args(["--log", "info", "node", "--metrics", "127.0.0.1:0"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -205,6 +205,27 @@ impl NodeProcess {
                 }
             }
         }
+    }
+
+    /// The node's metrics endpoint, fetched as a scraper would (plain HTTP/1.1).
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let status = match self.ask(Request::Status).await {
+            Response::Status(status) => status,
+            other => panic!("{}: {other:?}", self.name),
+        };
+        let url = status.metrics_url.expect("the node serves metrics");
+        let (addr, path) = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split_once('/'))
+            .expect("an http URL");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET /{path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        answer
     }
 
     pub async fn ask(&self, request: Request) -> Response {
@@ -271,6 +292,15 @@ impl Drop for NodeProcess {
 }
 
 /// Opens an account of `wallet` with `hub` (once the hub's profile reached the wallet).
+/// The value of the sample `name` (with its labels, e.g. `xln_payments_total{result="sent"}`)
+/// in a metrics exposition.
+pub fn metric(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
 pub async fn open(wallet: &NodeProcess, hub: &NodeProcess) {
     let hub_id = hub.entity().await.to_string();
     wallet
