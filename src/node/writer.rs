@@ -23,7 +23,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use xln_core::account::AccountTx;
 use xln_core::board::{Board, EntityId, QuorumError, QuorumSignature};
 use xln_core::crypto::{Address, Hash, SignerKey};
-use xln_core::entity::{ChainRequest, EntityEvent, EntityState, EntityTx, PaymentOrder, RouteHop};
+use xln_core::entity::{
+    ChainRequest, EntityEvent, EntityState, EntityTx, KEPT_FINISHED_PAYMENTS, PaymentOrder,
+    RouteHop,
+};
 use xln_core::gossip::{Profile, ProfileAccount, ProfileError, ProfileStore, SignedProfile};
 use xln_core::onion::Preimage;
 use xln_core::routing::{FeePolicy, Graph, find_routes};
@@ -648,6 +651,7 @@ impl Writer {
                 )
             }
             EntityEvent::PaymentFinished { hashlock, status } => {
+                self.forget_old_starts(now);
                 match status {
                     xln_core::entity::PaymentStatus::Succeeded { .. } => {
                         self.metrics.payment(PaymentOutcome::Succeeded)
@@ -738,6 +742,25 @@ impl Writer {
                 self.log_line(LogLevel::Info, format!("swap: {swap:?}"))
             }
         }
+    }
+
+    /// Drops the start times of payments the state no longer keeps, so that a node that pays
+    /// all day does not grow; a payment still waiting for its commit is young and stays.
+    fn forget_old_starts(&mut self, now: u64) {
+        const YOUNG_MS: u64 = 60_000;
+        if self.started.len() <= 2 * KEPT_FINISHED_PAYMENTS {
+            return;
+        }
+        let replica = ReplicaId {
+            entity: self.entity,
+            signer: self.key.address(),
+        };
+        let Some(state) = self.runtime.replica(&replica).map(|r| r.state()) else {
+            return;
+        };
+        self.started.retain(|hashlock, (at, _)| {
+            state.payments.contains_key(hashlock) || now.saturating_sub(*at) < YOUNG_MS
+        });
     }
 
     fn push_forward(&mut self, forward: ForwardView) {

@@ -128,6 +128,11 @@ impl NodeProcess {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.dir.join("control.sock")
     }
@@ -291,7 +296,6 @@ impl Drop for NodeProcess {
     }
 }
 
-/// Opens an account of `wallet` with `hub` (once the hub's profile reached the wallet).
 /// The value of the sample `name` (with its labels, e.g. `xln_payments_total{result="sent"}`)
 /// in a metrics exposition.
 pub fn metric(exposition: &str, name: &str) -> Option<f64> {
@@ -301,6 +305,7 @@ pub fn metric(exposition: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// Opens an account of `wallet` with `hub` (once the hub's profile reached the wallet).
 pub async fn open(wallet: &NodeProcess, hub: &NodeProcess) {
     let hub_id = hub.entity().await.to_string();
     wallet
