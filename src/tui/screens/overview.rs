@@ -140,6 +140,11 @@ fn draw_entity(frame: &mut Frame, area: Rect, ui: &Ui) {
             ui,
         ),
         field(
+            "database",
+            format!("{:.1} MiB", status.database_bytes as f64 / (1024.0 * 1024.0)),
+            ui,
+        ),
+        field(
             "open",
             format!(
                 "{} accounts · {} HTLCs",
