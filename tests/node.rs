@@ -82,6 +82,21 @@ async fn a_hub_and_two_wallets_pay_across_processes() {
     assert!(metric(&hub_metrics, "xln_database_bytes").is_some_and(|b| b > 0.0));
     assert!(String::from_utf8_lossy(&alice.cli(&["status"]).stdout).contains("metrics http://"));
 
+    // No secret reaches a log line, even at debug level.
+    for node in [&hub, &alice, &bob] {
+        let secrets = node.secrets();
+        assert!(!secrets.is_empty() && secrets.iter().all(|s| s.len() == 64));
+        let log = node.log().to_lowercase();
+        assert!(
+            log.contains("debug") || log.contains("info"),
+            "{}: no log",
+            node.name
+        );
+        for secret in secrets {
+            assert!(!log.contains(&secret), "{}'s key is in its log", node.name);
+        }
+    }
+
     // A clean stop and a restart find the same state.
     let before = settle_down(&[&hub, &alice, &bob]).await;
     let mut hub = hub;

@@ -128,6 +128,20 @@ impl NodeProcess {
         }
     }
 
+    /// The secrets in the node's key file, as lowercase hex without `0x`.
+    pub fn secrets(&self) -> Vec<String> {
+        let text = std::fs::read_to_string(self.dir.join("keys")).expect("the key file");
+        text.lines()
+            .filter_map(|line| line.split_whitespace().nth(1))
+            .filter_map(|secret| secret.strip_prefix("0x"))
+            .map(|hex| hex.to_lowercase())
+            .collect()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -147,7 +161,13 @@ impl NodeProcess {
         let child = xln()
             .arg("--data-dir")
             .arg(&self.dir)
-            .args(["--log", "info", "node", "--metrics", "127.0.0.1:0"])
+            .args([
+                "--log",
+                "xln=debug,info",
+                "node",
+                "--metrics",
+                "127.0.0.1:0",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -141,7 +141,10 @@ fn draw_entity(frame: &mut Frame, area: Rect, ui: &Ui) {
         ),
         field(
             "database",
-            format!("{:.1} MiB", status.database_bytes as f64 / (1024.0 * 1024.0)),
+            format!(
+                "{:.1} MiB",
+                status.database_bytes as f64 / (1024.0 * 1024.0)
+            ),
             ui,
         ),
         field(
