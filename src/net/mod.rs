@@ -253,7 +253,12 @@ impl Net {
 
     /// Sends `message` to every connected peer (as [`Net::send`] to each).
     pub fn broadcast(&self, message: WireMessage) {
-        self.shared.broadcast(message);
+        self.shared.broadcast_except(None, message);
+    }
+
+    /// Sends `message`, which came from `from`, to every other connected peer.
+    pub fn relay(&self, from: Address, message: WireMessage) {
+        self.shared.broadcast_except(Some(from), message);
     }
 
     /// Every peer signer known: connected, dialled, blocked or with messages queued.

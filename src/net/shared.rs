@@ -417,12 +417,12 @@ impl Shared {
         self.enqueue(&mut state, to, message);
     }
 
-    pub fn broadcast(&self, message: WireMessage) {
+    pub fn broadcast_except(&self, except: Option<Address>, message: WireMessage) {
         let mut state = lock(&self.state);
         let connected: Vec<Address> = state
             .peers
             .iter()
-            .filter(|(_, peer)| peer.session.is_some())
+            .filter(|(signer, peer)| peer.session.is_some() && Some(**signer) != except)
             .map(|(signer, _)| *signer)
             .collect();
         for to in connected {

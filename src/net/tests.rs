@@ -345,6 +345,11 @@ async fn three_nets_exchange_and_broadcast() {
     a.net.broadcast(envelope(a.me, 99));
     assert_eq!(b.received(a.me, 1).await, vec![99]);
     assert_eq!(c.received(a.me, 1).await, vec![99]);
+    // A relay skips the peer the message came from: b's next message from a is the marker.
+    a.net.relay(b.me, envelope(a.me, 100));
+    a.net.send(b.me, envelope(a.me, 101));
+    assert_eq!(c.received(a.me, 1).await, vec![100]);
+    assert_eq!(b.received(a.me, 1).await, vec![101]);
     for node in [a, b, c] {
         node.stop().await;
     }

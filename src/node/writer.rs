@@ -42,10 +42,15 @@ const KEPT_LOG_LINES: usize = 500;
 const KEPT_FRAMES: usize = 20;
 /// Forwards kept for the view.
 const KEPT_FORWARDS: usize = 200;
-/// How often our profile is re-published even when nothing changed.
-const PROFILE_EVERY_MS: u64 = 10_000;
-/// Least time between two profiles (they are signed and flooded).
-const PROFILE_MIN_GAP_MS: u64 = 500;
+/// How often our profile is re-published even when nothing changed (a peer that connects gets
+/// every profile we hold at once, so this is only a refresh).
+const PROFILE_EVERY_MS: u64 = 60_000;
+/// Least time between two profiles of a hub, and of any other node. Profiles are signed and
+/// a hub floods each to all its peers, so every wallet's profile costs the hub a message per
+/// peer: under load, a wallet's capacities change with every payment, and a short gap made
+/// the gossip crowd out the payments (found by the load test, benches/node_load.rs).
+const HUB_PROFILE_MIN_GAP_MS: u64 = 1_000;
+const PROFILE_MIN_GAP_MS: u64 = 2_000;
 /// Least time between two rebuilds of the view.
 const VIEW_EVERY: Duration = Duration::from_millis(100);
 /// Payments that share one onion session before a new one is drawn.
@@ -1224,12 +1229,15 @@ impl Writer {
         let entity = profile.entity_id();
         match self.profiles.merge(profile.clone(), now) {
             Ok(outcome) => {
-                if matches!(
-                    outcome,
-                    xln_core::gossip::MergeOutcome::Added | xln_core::gossip::MergeOutcome::Updated
-                ) {
+                if self.config.hub
+                    && matches!(
+                        outcome,
+                        xln_core::gossip::MergeOutcome::Added
+                            | xln_core::gossip::MergeOutcome::Updated
+                    )
+                {
                     // Hubs relay what is new to their other peers.
-                    self.net.broadcast(WireMessage::Profile(profile));
+                    self.net.relay(from, WireMessage::Profile(profile));
                 }
             }
             Err(ProfileError::BadSignature(QuorumError::NotEnoughWeight { .. }))
@@ -1268,7 +1276,12 @@ impl Writer {
         if !self.is_proposer() {
             return;
         }
-        let due = (self.profile_dirty && now >= self.last_profile_at + PROFILE_MIN_GAP_MS)
+        let min_gap = if self.config.hub {
+            HUB_PROFILE_MIN_GAP_MS
+        } else {
+            PROFILE_MIN_GAP_MS
+        };
+        let due = (self.profile_dirty && now >= self.last_profile_at + min_gap)
             || now >= self.last_profile_at + PROFILE_EVERY_MS;
         if !due {
             return;

@@ -325,6 +325,23 @@ pub fn metric(exposition: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// Waits until `node`'s metric `name` shows `value`.
+pub async fn wait_metric(node: &NodeProcess, name: &str, value: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let exposition = node.metrics().await;
+        if metric(&exposition, name) == Some(value) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: {name} is not {value}:\n{exposition}",
+            node.name
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Opens an account of `wallet` with `hub` (once the hub's profile reached the wallet).
 pub async fn open(wallet: &NodeProcess, hub: &NodeProcess) {
     let hub_id = hub.entity().await.to_string();
