@@ -271,23 +271,10 @@ async fn dial_once(shared: &Shared, url: &str) -> Dialled {
         key: &shared.key,
         epoch: shared.epoch,
     };
-    // The block is checked here rather than inside, to learn whom the URL reaches.
-    let handshake = wire::client_handshake(&mut ws, identity, |_| Ok(()));
+    // A block is checked when the session registers, once we know whom the URL reaches.
+    let handshake = wire::client_handshake(&mut ws, identity);
     let error = match bounded(shared, deadline, handshake).await {
         Ok(Ok(peer)) => {
-            if let Err(reason) = shared.admit(&peer.signer) {
-                close_ws(
-                    &mut ws,
-                    CloseCode::Policy,
-                    &reason,
-                    shared.timing.close_timeout,
-                )
-                .await;
-                return Dialled::Refused {
-                    signer: peer.signer,
-                    reason,
-                };
-            }
             return match run_session(shared, ws, peer, Some(url)).await {
                 Ok(lasted) => Dialled::Ran {
                     signer: peer.signer,

@@ -219,7 +219,7 @@ async fn raw_client(addr: SocketAddr, n: u8, epoch: u64) -> RawWs {
     let mut ws = raw_connect(addr).await;
     let me = key(n);
     let identity = Identity { key: &me, epoch };
-    timeout(WAIT, wire::client_handshake(&mut ws, identity, |_| Ok(())))
+    timeout(WAIT, wire::client_handshake(&mut ws, identity))
         .await
         .unwrap()
         .unwrap();
@@ -408,7 +408,7 @@ async fn handshake_with_a_forged_signature_is_refused() {
         key: &key(1),
         epoch: 5,
     };
-    let refused = wire::client_handshake(&mut ws, identity, |_| Ok(())).await;
+    let refused = wire::client_handshake(&mut ws, identity).await;
     assert!(
         matches!(&refused, Err(NetError::Closed(reason)) if reason.contains("ourselves")),
         "{refused:?}"

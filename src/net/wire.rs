@@ -188,11 +188,11 @@ where
     Ok(Authenticated { signer, epoch })
 }
 
-/// The dialler's side. `admit` refuses a proven signer (blocked) with a reason.
+/// The dialler's side. Whether the proven signer is admitted (not blocked) is decided when
+/// its session registers.
 pub(crate) async fn client_handshake<S>(
     ws: &mut S,
     me: Identity<'_>,
-    admit: impl Fn(&Address) -> Result<(), String>,
 ) -> Result<Authenticated, NetError>
 where
     S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
@@ -241,7 +241,6 @@ where
     if signer == own {
         return Err(NetError::HandshakeRefused("connection to ourselves".into()));
     }
-    admit(&signer).map_err(NetError::HandshakeRefused)?;
     Ok(Authenticated { signer, epoch })
 }
 
