@@ -1233,7 +1233,8 @@ fn follower_for(net: &Net, confirmations: u64) -> Follower {
     .unwrap()
 }
 
-/// The core's inputs from a range: its reserve and account changes in order, then its height.
+/// The core's inputs from a range: its reserve and account changes and settlements in order,
+/// then its height.
 fn assert_core_events(range: &ConfirmedRange) {
     use xln_core::runtime::ChainEvent as Core;
     let core = range.core_events().unwrap();
@@ -1244,7 +1245,9 @@ fn assert_core_events(range: &ConfirmedRange) {
         .filter(|e| {
             matches!(
                 e,
-                JEvent::ReserveUpdated { .. } | JEvent::AccountUpdated { .. }
+                JEvent::ReserveUpdated { .. }
+                    | JEvent::AccountUpdated { .. }
+                    | JEvent::Settled { .. }
             )
         })
         .collect();
@@ -1285,6 +1288,15 @@ fn assert_core_events(range: &ConfirmedRange) {
                     ondelta: o,
                 },
             ) => assert_eq!((left, right, token, collateral, ondelta), (l, r, t, c, o)),
+            (
+                Core::Settled { left, right, nonce },
+                JEvent::Settled {
+                    left: l,
+                    right: r,
+                    nonce: n,
+                    ..
+                },
+            ) => assert_eq!((left, right, U256::from(*nonce)), (l, r, *n)),
             other => panic!("out of order: {other:?}"),
         }
     }

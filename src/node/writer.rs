@@ -400,15 +400,23 @@ impl Writer {
             NodeInput::Net(event) => self.take_net_event(*event, now, turn),
             NodeInput::Chain(range) => match range.core_events() {
                 Ok(events) => {
+                    use xln_core::runtime::ChainEvent as Core;
                     let me = self.entity;
-                    turn.chain_events
-                        .extend(events.into_iter().filter(|event| match event {
-                            xln_core::runtime::ChainEvent::Block { .. } => true,
-                            xln_core::runtime::ChainEvent::Reserve { entity, .. } => *entity == me,
-                            xln_core::runtime::ChainEvent::Account { left, right, .. } => {
-                                *left == me || *right == me
-                            }
-                        }));
+                    let peer = |entity: &EntityId| {
+                        self.state()
+                            .is_some_and(|s| s.accounts.contains_key(entity))
+                    };
+                    let ours: Vec<Core> = events
+                        .into_iter()
+                        .filter(|event| match event {
+                            Core::Block { .. } => true,
+                            // Peers' reserves too: a settlement pays their debt from them.
+                            Core::Reserve { entity, .. } => *entity == me || peer(entity),
+                            Core::Account { left, right, .. }
+                            | Core::Settled { left, right, .. } => *left == me || *right == me,
+                        })
+                        .collect();
+                    turn.chain_events.extend(ours);
                     self.chain_status.followed = range.to_block;
                     self.chain_status.head = self.chain_status.head.max(range.to_block);
                     self.chain_status.connected = true;
