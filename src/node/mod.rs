@@ -8,6 +8,7 @@
 
 mod chain_worker;
 pub mod control;
+pub mod settlement;
 mod view;
 mod writer;
 
