@@ -226,6 +226,8 @@ pub enum AccountStatus {
     Synced,
     /// A frame of ours waits for the peer's signature.
     FramePending,
+    /// A cooperative settlement is proposed and not on chain yet: payments wait for it.
+    Settling,
     /// A dispute runs on chain.
     Disputed,
 }

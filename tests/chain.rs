@@ -1233,7 +1233,8 @@ fn follower_for(net: &Net, confirmations: u64) -> Follower {
     .unwrap()
 }
 
-/// The core's inputs from a range: its reserve and account changes in order, then its height.
+/// The core's inputs from a range: its reserve and account changes and settlements in order,
+/// then its height.
 fn assert_core_events(range: &ConfirmedRange) {
     use xln_core::runtime::ChainEvent as Core;
     let core = range.core_events().unwrap();
@@ -1244,7 +1245,9 @@ fn assert_core_events(range: &ConfirmedRange) {
         .filter(|e| {
             matches!(
                 e,
-                JEvent::ReserveUpdated { .. } | JEvent::AccountUpdated { .. }
+                JEvent::ReserveUpdated { .. }
+                    | JEvent::AccountUpdated { .. }
+                    | JEvent::Settled { .. }
             )
         })
         .collect();
@@ -1285,6 +1288,15 @@ fn assert_core_events(range: &ConfirmedRange) {
                     ondelta: o,
                 },
             ) => assert_eq!((left, right, token, collateral, ondelta), (l, r, t, c, o)),
+            (
+                Core::Settled { left, right, nonce },
+                JEvent::Settled {
+                    left: l,
+                    right: r,
+                    nonce: n,
+                    ..
+                },
+            ) => assert_eq!((left, right, U256::from(*nonce)), (l, r, *n)),
             other => panic!("out of order: {other:?}"),
         }
     }
@@ -1471,6 +1483,198 @@ async fn core_chain_requests_go_out_in_one_batch_and_come_back_into_both_account
         .capacities(net.token_id, account.side())
         .unwrap();
     assert_eq!(caps.out_collateral, 600);
+}
+
+/// The whole cooperative settlement through the cores and the node's settlement code: A put
+/// 300 into the account and paid H 400, so H owns the collateral and A owes H 100 on credit.
+/// H asks to settle; A's node signs; H submits; the chain pays H the collateral and A's debt
+/// from A's reserve, and both sides record the flat account from the chain's events.
+#[tokio::test]
+async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_account_flat() {
+    use std::collections::BTreeSet;
+    use xln::node::settlement::{self, SettleAction};
+    use xln_core::entity::{ChainRequest, EntityTx};
+    use xln_core::runtime::{Command, Runtime, RuntimeInput};
+    let net = Net::start().await;
+    let token = net.token_id;
+    let (a, h) = (Entity::single(83), Entity::single(84));
+    let domain = net.j.domain();
+    let mut pair = Runtimes {
+        runtimes: [
+            Runtime::new([a.keys[0].clone()]),
+            Runtime::new([h.keys[0].clone()]),
+        ],
+        ids: [a.id, h.id],
+        now: 1_000,
+    };
+    let submit = |entity: &Entity, txs: Vec<EntityTx>| RuntimeInput {
+        commands: vec![Command::Submit {
+            entity: entity.id,
+            txs,
+        }],
+        ..RuntimeInput::default()
+    };
+    for (i, entity) in [&a, &h].into_iter().enumerate() {
+        let add = Command::AddReplica {
+            board: entity.board.clone(),
+            signer: entity.keys[0].address(),
+            domain,
+        };
+        pair.apply(
+            i,
+            RuntimeInput {
+                commands: vec![add],
+                ..RuntimeInput::default()
+            },
+        );
+    }
+    let credit = |peer: EntityId| EntityTx::Account {
+        peer,
+        tx: AccountTx::SetCreditLimit { token, amount: 500 },
+    };
+    let open = EntityTx::OpenAccount {
+        peer: h.id,
+        peer_board: h.board.clone(),
+    };
+    pair.apply(0, submit(&a, vec![open, credit(h.id)]));
+    pair.apply(1, submit(&h, vec![credit(a.id)]));
+
+    // Reserves: A 1,000, H 50. A puts 300 into the account.
+    let mut follower = follower_for(&net, 0);
+    net.deposit(&a, 1_000).await;
+    net.deposit(&h, 50).await;
+    pair.observe(core_inputs(&mut follower).await);
+    let collateral = ChainRequest::AddCollateral {
+        peer: h.id,
+        token,
+        amount: 300,
+    };
+    let requests = pair.apply(0, submit(&a, vec![EntityTx::Chain(collateral)]));
+    let ours: Vec<ChainRequest> = requests.into_iter().map(|(_, r)| r).collect();
+    net.j
+        .submit_requests(&a.id, &a.board, &ours, &|d| a.sign(d))
+        .await
+        .unwrap();
+    pair.observe(core_inputs(&mut follower).await);
+    // H knows A's reserve: a settlement can take A's debt from it.
+    assert_eq!(pair.entity(1).peer_reserves[&(a.id, token)], 700);
+
+    // A pays H 400: the 300 of collateral and 100 on H's credit.
+    let pay = EntityTx::Account {
+        peer: h.id,
+        tx: AccountTx::DirectPayment { token, amount: 400 },
+    };
+    pair.apply(0, submit(&a, vec![pay]));
+    // H's claim in the account: Δ if it is LEFT, C − Δ if it is RIGHT.
+    let position_of_h = |pair: &Runtimes| {
+        let account = &pair.entity(1).accounts[&a.id].account;
+        let delta = &account.state().deltas[&token];
+        let total = delta.total().unwrap();
+        match account.side() {
+            Side::Left => total,
+            Side::Right => delta.collateral as i128 - total,
+        }
+    };
+    assert_eq!(position_of_h(&pair), 400);
+    let reserves_before = (net.reserve(&a).await, net.reserve(&h).await);
+    assert_eq!(reserves_before, (U256::from(700), U256::from(50)));
+
+    // H asks to settle: the plan pays H the collateral and A's 100 from A's reserve.
+    let action = settlement::request(pair.entity(1), &a.id, &domain, &h.keys[0]).unwrap();
+    let SettleAction::Propose { tx, what } = action else {
+        panic!("a proposal");
+    };
+    assert!(
+        what.contains("collateral 300 released; our reserve +400, the peer's -100"),
+        "{what}"
+    );
+    assert!(what.contains("the peer owes 100 on credit"), "{what}");
+    assert!(pair.apply(1, submit(&h, vec![tx])).is_empty());
+    for i in 0..2 {
+        let pending = pair.entity(i).accounts[&pair.ids[1 - i]]
+            .account
+            .state()
+            .settlement
+            .pending
+            .clone();
+        assert!(
+            pending.is_some_and(|p| p.acceptor_signature.is_none()),
+            "side {i}"
+        );
+    }
+    // While it is pending, A's payment is refused (dropped from the frame with the reason).
+    let pay_more = EntityTx::Account {
+        peer: h.id,
+        tx: AccountTx::DirectPayment { token, amount: 1 },
+    };
+    pair.apply(0, submit(&a, vec![pay_more]));
+    assert_eq!(position_of_h(&pair), 400);
+
+    // A's node signs what its core holds; H holds both signatures and asks the chain.
+    let accepts = settlement::acceptances(pair.entity(0), &domain, &a.keys[0], &BTreeSet::new());
+    assert_eq!(accepts.len(), 1);
+    let requests = pair.apply(0, submit(&a, accepts));
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].0, h.id);
+    assert!(matches!(requests[0].1, ChainRequest::Settle { .. }));
+    // Nothing more to accept once signed.
+    assert!(
+        settlement::acceptances(pair.entity(0), &domain, &a.keys[0], &BTreeSet::new()).is_empty()
+    );
+    // What A's node would submit (H's signature inside), kept for later.
+    let stale = settlement::resubmit(pair.entity(0), &h.id, &domain).unwrap();
+    let ours: Vec<ChainRequest> = requests.into_iter().map(|(_, r)| r).collect();
+    net.j
+        .submit_requests(&h.id, &h.board, &ours, &|d| h.sign(d))
+        .await
+        .unwrap();
+
+    // On chain: H got the 300 of collateral and A's 100; the account is empty.
+    assert_eq!(net.reserve(&a).await, U256::from(600));
+    assert_eq!(net.reserve(&h).await, U256::from(450));
+    let (collateral, ondelta) = net.j.account_token(&a.id, &h.id, token).await.unwrap();
+    assert_eq!(collateral, 0);
+    let info = net.j.account_info(&a.id, &h.id).await.unwrap();
+    assert_eq!(info.settlement_nonce, U256::from(1));
+
+    // Both sides record it through ChainSync and SettlementLanded: flat, open again.
+    pair.observe(core_inputs(&mut follower).await);
+    for i in 0..2 {
+        let account = &pair.entity(i).accounts[&pair.ids[1 - i]].account;
+        let state = account.state();
+        let delta = &state.deltas[&token];
+        assert_eq!((delta.collateral, delta.ondelta), (0, ondelta), "side {i}");
+        assert_eq!(delta.total().unwrap(), 0, "side {i}");
+        assert_eq!(state.settlement.nonce, 1, "side {i}");
+        assert!(state.settlement.pending.is_none(), "side {i}");
+        assert!(
+            account.pending().is_none() && account.mempool().is_empty(),
+            "side {i}"
+        );
+    }
+    assert_eq!(pair.entity(0).reserves[&token], 600);
+    assert_eq!(pair.entity(1).reserves[&token], 450);
+    assert_eq!(
+        pair.entity(0).accounts[&h.id].account.state().hash(),
+        pair.entity(1).accounts[&a.id].account.state().hash()
+    );
+
+    // The same settlement again is stale: the nonce moved, the digest no longer verifies.
+    reverted_with(net.batch(&a, vec![stale]).await, "InvalidQuorum");
+    // And there is nothing left to settle.
+    let again = settlement::request(pair.entity(1), &a.id, &domain, &h.keys[0]);
+    assert!(
+        matches!(&again, Err(e) if e.contains("nothing to settle")),
+        "{:?}",
+        again.as_ref().err()
+    );
+    // Payments flow again, on credit.
+    let pay_back = EntityTx::Account {
+        peer: a.id,
+        tx: AccountTx::DirectPayment { token, amount: 5 },
+    };
+    pair.apply(1, submit(&h, vec![pay_back]));
+    assert_eq!(position_of_h(&pair), -5);
 }
 
 /// Polls until the follower has read every confirmed block.

@@ -4,6 +4,7 @@
 use super::bindings::Depository;
 use super::encode::{self, TokenDiff, abi_diffs, entity_b256, order};
 use alloy::primitives::{Address, U256};
+use xln_core::account::SettlementTerms;
 use xln_core::board::{Board, EntityId, QuorumSignature};
 use xln_core::crypto::Hash;
 use xln_core::delta::TokenId;
@@ -59,6 +60,20 @@ impl From<&ChainRequest> for ChainOp {
                 amount: U256::from(amount),
                 to: Address::from(to.0),
             },
+            ChainRequest::Settle {
+                peer,
+                ref peer_board,
+                nonce: _,
+                ref diffs,
+                digest,
+                ref peer_signature,
+            } => ChainOp::Settle(SignedSettlement {
+                counterparty: peer,
+                diffs: diffs.clone(),
+                counterparty_board: peer_board.clone(),
+                counterparty_sigs: peer_signature.clone(),
+                digest,
+            }),
         }
     }
 }
@@ -149,6 +164,11 @@ impl Settlement {
             nonce,
             diffs,
         }
+    }
+
+    /// The settlement the two sides of the account of `a` and `b` agreed on in the core.
+    pub fn of_terms(a: EntityId, b: EntityId, terms: &SettlementTerms) -> Self {
+        Self::new(a, b, U256::from(terms.nonce), terms.diffs.clone())
     }
 
     /// What both entities sign (bound to the Depository's `domain`).

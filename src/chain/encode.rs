@@ -8,7 +8,6 @@ use alloy::sol_types::SolValue;
 use xln_core::account::{AccountKey, AccountState, DisputeProof, FrameHeader};
 use xln_core::board::{Board, EntityId, QuorumSignature};
 use xln_core::crypto::{self, Hash};
-use xln_core::delta::TokenId;
 
 pub const SETTLEMENT_TAG: &str = "xln.settlement.v1";
 pub const ROTATION_TAG: &str = "xln.board.rotation.v1";
@@ -113,7 +112,7 @@ pub fn account_frame(
         txsHash: b256(&header.txs_hash),
         prevFrameHash: b256(&header.prev_frame_hash),
         tokens: token_states(state),
-        extrasHash: B256::ZERO,
+        extrasHash: b256(&state.extras_hash()),
         byLeft: header.by_left,
     })
 }
@@ -143,15 +142,9 @@ pub fn dispute_proof(
     })
 }
 
-/// One token's change in a cooperative settlement, from LEFT's side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TokenDiff {
-    pub token: TokenId,
-    pub left_diff: i128,
-    pub right_diff: i128,
-    pub collateral_diff: i128,
-    pub ondelta_diff: i128,
-}
+/// One token's change in a cooperative settlement, from LEFT's side: the core's type, which
+/// the account's two sides agree on.
+pub use xln_core::account::TokenDiff;
 
 /// An i128 as int256 (sign-extended; always fits).
 pub fn i256(value: i128) -> I256 {

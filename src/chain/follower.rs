@@ -171,10 +171,10 @@ pub struct ConfirmedRange {
 }
 
 impl ConfirmedRange {
-    /// The range as the core's chain inputs: reserve and account changes in chain order, then
-    /// the confirmed height. The other events (registrations, settlements, disputes) are for the
-    /// console and the node's records; their effect on reserves and accounts arrives as the
-    /// `ReserveUpdated`/`AccountUpdated` that accompany them.
+    /// The range as the core's chain inputs: reserve and account changes and settlements in
+    /// chain order, then the confirmed height. The other events (registrations, disputes) are
+    /// for the console and the node's records; their effect on reserves and accounts arrives
+    /// as the `ReserveUpdated`/`AccountUpdated` that accompany them.
     pub fn core_events(&self) -> Result<Vec<xln_core::runtime::ChainEvent>> {
         use xln_core::runtime::ChainEvent as Core;
         let mut out = Vec::new();
@@ -202,6 +202,14 @@ impl ConfirmedRange {
                     token: *token,
                     collateral: *collateral,
                     ondelta: *ondelta,
+                }),
+                JEvent::Settled {
+                    left, right, nonce, ..
+                } => out.push(Core::Settled {
+                    left: *left,
+                    right: *right,
+                    nonce: u64::try_from(*nonce)
+                        .map_err(|_| ChainError::OutOfRange("a settlement nonce above u64"))?,
                 }),
                 _ => {}
             }

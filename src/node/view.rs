@@ -109,6 +109,8 @@ pub fn accounts(
                 .collect();
             let status = if disputed.contains(peer) {
                 AccountStatus::Disputed
+            } else if account.state().settlement.pending.is_some() {
+                AccountStatus::Settling
             } else if account.pending().is_some() {
                 AccountStatus::FramePending
             } else {

@@ -7,7 +7,7 @@
 
 use super::chain_worker::ChainJob;
 use super::metrics::{Metrics, PaymentOutcome, gauge_value};
-use super::{NodeInput, view};
+use super::{NodeInput, settlement, view};
 use crate::api::{
     ChainStatus, ChainTxView, ForwardView, ForwardsView, FrameSummary, LogLevel, LogLine,
     NettingView, NodeView, PendingRequest, Request, Response, RouteView,
@@ -16,7 +16,7 @@ use crate::chain::client::ChainConfig;
 use crate::config::Config;
 use crate::net::{Net, NetEvent, WireMessage};
 use crate::store::Store;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -128,6 +128,9 @@ pub(super) struct Writer {
     payment_waiters: BTreeMap<Hash, Vec<oneshot::Sender<Response>>>,
     /// The onion session seed and how many payments used it (see `onion_seed`).
     onion_session: ([u8; 32], u32),
+    /// Peers' settlement proposals (by peer and digest) our core refused to accept: not
+    /// offered again.
+    refused_settlements: BTreeSet<(EntityId, Hash)>,
 }
 
 /// What one turn will do, gathered from the items of the batch.
@@ -185,6 +188,7 @@ impl Writer {
             profile_dirty: true,
             onion_session: (random_bytes(), 0),
             payment_waiters: BTreeMap::new(),
+            refused_settlements: BTreeSet::new(),
             view_published_at: std::time::Instant::now(),
             view_stale: true,
         }
@@ -320,6 +324,7 @@ impl Writer {
         for item in batch {
             self.take(item, now, &mut turn);
         }
+        self.accept_settlements(&mut turn);
         let mut inputs: Vec<(RuntimeInput, Option<Address>)> = Vec::new();
         let due = self.tick_due(now);
         if !turn.commands.is_empty() || !turn.chain_events.is_empty() || due {
@@ -357,6 +362,13 @@ impl Writer {
             }
             events.extend(out.events.iter().cloned());
             self.dispatch(out);
+        }
+        for event in &events {
+            if let RuntimeEvent::TxDropped { tx, .. } = event
+                && let EntityTx::AcceptSettlement { peer, digest, .. } = **tx
+            {
+                self.refused_settlements.insert((peer, digest));
+            }
         }
         for submitted in turn.submitted {
             let dropped = events.iter().find_map(|e| match e {
@@ -415,15 +427,23 @@ impl Writer {
             NodeInput::Net(event) => self.take_net_event(*event, now, turn),
             NodeInput::Chain(range) => match range.core_events() {
                 Ok(events) => {
+                    use xln_core::runtime::ChainEvent as Core;
                     let me = self.entity;
-                    turn.chain_events
-                        .extend(events.into_iter().filter(|event| match event {
-                            xln_core::runtime::ChainEvent::Block { .. } => true,
-                            xln_core::runtime::ChainEvent::Reserve { entity, .. } => *entity == me,
-                            xln_core::runtime::ChainEvent::Account { left, right, .. } => {
-                                *left == me || *right == me
-                            }
-                        }));
+                    let peer = |entity: &EntityId| {
+                        self.state()
+                            .is_some_and(|s| s.accounts.contains_key(entity))
+                    };
+                    let ours: Vec<Core> = events
+                        .into_iter()
+                        .filter(|event| match event {
+                            Core::Block { .. } => true,
+                            // Peers' reserves too: a settlement pays their debt from them.
+                            Core::Reserve { entity, .. } => *entity == me || peer(entity),
+                            Core::Account { left, right, .. }
+                            | Core::Settled { left, right, .. } => *left == me || *right == me,
+                        })
+                        .collect();
+                    turn.chain_events.extend(ours);
                     self.chain_status.followed = range.to_block;
                     self.chain_status.head = self.chain_status.head.max(range.to_block);
                     self.chain_status.connected = true;
@@ -467,7 +487,20 @@ impl Writer {
         match event {
             NetEvent::Received { from, message } => match message {
                 WireMessage::Envelope(envelope) => {
-                    turn.by_peer.entry(from).or_default().push(envelope)
+                    match settlement::check_peer_message(&envelope, &self.domain) {
+                        None => turn.by_peer.entry(from).or_default().push(envelope),
+                        Some(offence) => {
+                            self.log_line(
+                                LogLevel::Warn,
+                                format!(
+                                    "peer {} sent a bad settlement proposal ({offence}): \
+                                     refused and disconnected",
+                                    from.short()
+                                ),
+                            );
+                            self.net.disconnect(from, "a bad settlement proposal");
+                        }
+                    }
                 }
                 WireMessage::Profile(profile) => self.receive_profile(from, profile, now),
             },
@@ -937,11 +970,28 @@ impl Writer {
             }
             Request::Settle { peer } => {
                 let peer = self.existing_account(&peer)?;
-                Err(format!(
-                    "cooperative settlement with {} is not built yet: the two entities must \
-                     first agree on the settlement off chain; `dispute` settles without the peer",
-                    peer.short()
-                ))
+                match settlement::request(state, &peer, &self.domain, &self.key)? {
+                    settlement::SettleAction::Propose { tx, what } => Ok(Planned::Submit {
+                        tx,
+                        ok: Response::Done { what },
+                    }),
+                    settlement::SettleAction::Resubmit { op, what } => {
+                        self.pending_chain.push(ChainTxView {
+                            what: what.clone(),
+                            tx: None,
+                            confirmations: 0,
+                        });
+                        let entity = self.entity;
+                        let board = self.board.clone();
+                        Ok(Planned::Chain(Box::new(move |reply| ChainJob::Batch {
+                            entity,
+                            board,
+                            ops: vec![op],
+                            what,
+                            reply: Some(reply),
+                        })))
+                    }
+                }
             }
             Request::NettingExecute { id } | Request::NettingDismiss { id } => Err(format!(
                 "netting proposal {id}: executing or dismissing proposals is not built into the \
@@ -1116,6 +1166,25 @@ impl Writer {
             what,
             reply: Some(reply),
         }))
+    }
+
+    /// Signs the settlements our peers proposed (the core checked their terms; a refused one
+    /// is not offered again). Only the proposer's node submits transactions of the entity.
+    fn accept_settlements(&mut self, turn: &mut Turn) {
+        if !self.is_proposer() {
+            return;
+        }
+        let Some(state) = self.state() else {
+            return;
+        };
+        let txs =
+            settlement::acceptances(state, &self.domain, &self.key, &self.refused_settlements);
+        if !txs.is_empty() {
+            turn.commands.push(Command::Submit {
+                entity: self.entity,
+                txs,
+            });
+        }
     }
 
     /// Answers the requests waiting for payments that have ended.
@@ -1460,6 +1529,8 @@ fn tx_kind(tx: &EntityTx) -> &'static str {
         EntityTx::RefreshFrames => "re-sending frames",
         EntityTx::SetFees(_) => "setting fees",
         EntityTx::Chain(_) => "a chain operation",
+        EntityTx::ProposeSettlement { .. } => "a settlement proposal",
+        EntityTx::AcceptSettlement { .. } => "accepting a settlement",
         _ => "a transaction",
     }
 }

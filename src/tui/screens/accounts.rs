@@ -187,6 +187,7 @@ impl AccountsScreen {
             let state = match account.status {
                 AccountStatus::Synced => Span::styled("synced", ui.theme.ok()),
                 AccountStatus::FramePending => Span::styled("pending", ui.theme.warn()),
+                AccountStatus::Settling => Span::styled("settling", ui.theme.warn()),
                 AccountStatus::Disputed => Span::styled("disputed", ui.theme.error()),
             };
             let Some(token) = token else {
@@ -239,6 +240,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, ui: &Ui, selected: Option<&Selecte
     let state = match account.status {
         AccountStatus::Synced => Span::styled("synced", ui.theme.ok()),
         AccountStatus::FramePending => Span::styled("frame pending", ui.theme.warn()),
+        AccountStatus::Settling => Span::styled("settling on chain", ui.theme.warn()),
         AccountStatus::Disputed => Span::styled("disputed", ui.theme.error()),
     };
     let proof = account

@@ -203,6 +203,9 @@ pub struct Account {
     /// Collateral and ondelta per token as our own chain follower last saw them: a `ChainSync`
     /// is taken only if it says the same.
     observed: VecMap<TokenId, (u128, i128)>,
+    /// The account's next settlement nonce as our own chain follower last saw it: a
+    /// `SettlementLanded` is taken only for a settlement it saw.
+    observed_settlement_nonce: u64,
     proof: Option<DisputeProof>,
 }
 
@@ -233,6 +236,7 @@ impl Account {
             pending: None,
             superseded: Vec::new(),
             observed: VecMap::new(),
+            observed_settlement_nonce: 0,
             proof: None,
         })
     }
@@ -285,23 +289,75 @@ impl Account {
             .is_none_or(|d| (d.collateral, d.ondelta) != (collateral, ondelta))
     }
 
+    /// Records that our chain follower saw the settlement `nonce` of this account applied.
+    /// Says whether the committed state has yet to record it, so that the entity queues a
+    /// `SettlementLanded`.
+    pub fn observe_settlement(&mut self, nonce: u64) -> bool {
+        self.observed_settlement_nonce =
+            self.observed_settlement_nonce.max(nonce.saturating_add(1));
+        self.state.settlement.nonce <= nonce
+    }
+
+    /// The state our next transaction applies to: after our frame in flight and our queue.
+    fn latest_state(&self, clock: Clock) -> AccountState {
+        let mut state = self
+            .pending
+            .as_ref()
+            .map_or_else(|| self.state.clone(), |p| p.state.clone());
+        for tx in &self.mempool {
+            // What would be dropped from the frame does not count.
+            let _ = self.apply_checked(&mut state, tx, self.side(), clock, None);
+        }
+        state
+    }
+
+    /// Checks that `tx` of ours would apply after what is in flight and queued, without
+    /// queueing it: an operator's request gets its error at once.
+    pub fn check_own(&self, tx: &AccountTx, clock: Clock) -> Result<(), TxError> {
+        let mut state = self.latest_state(clock);
+        self.apply_checked(&mut state, tx, self.side(), clock, None)
+    }
+
     /// Applies `tx` by `by` to `state`, first checking what only this side can check: that
-    /// a `ChainSync` says what our own follower saw.
+    /// a `ChainSync` or `SettlementLanded` says what our own follower saw, and, for the peer's
+    /// settlement transactions (`peer_board` given), that their signatures are a quorum of the
+    /// peer's board over the settlement digest (ours were checked when our node gave them).
     fn apply_checked(
         &self,
         state: &mut AccountState,
         tx: &AccountTx,
         by: Side,
         clock: Clock,
+        peer_board: Option<&Board>,
     ) -> Result<(), TxError> {
-        if let AccountTx::ChainSync {
-            token,
-            collateral,
-            ondelta,
-        } = *tx
-            && self.observed.get(&token) != Some(&(collateral, ondelta))
-        {
-            return Err(TxError::ChainMismatch(token));
+        match tx {
+            AccountTx::ChainSync {
+                token,
+                collateral,
+                ondelta,
+            } if self.observed.get(token) != Some(&(*collateral, *ondelta)) => {
+                return Err(TxError::ChainMismatch(*token));
+            }
+            AccountTx::SettlementLanded { nonce } if *nonce >= self.observed_settlement_nonce => {
+                return Err(TxError::SettlementNotOnChain(*nonce));
+            }
+            AccountTx::SettlementPropose {
+                digest, signature, ..
+            } => {
+                if let Some(board) = peer_board {
+                    board
+                        .verify_quorum(digest, signature)
+                        .map_err(|_| TxError::BadSettlementSignature)?;
+                }
+            }
+            AccountTx::SettlementAccept { signature } => {
+                if let (Some(board), Some(pending)) = (peer_board, &state.settlement.pending) {
+                    board
+                        .verify_quorum(&pending.digest, signature)
+                        .map_err(|_| TxError::BadSettlementSignature)?;
+                }
+            }
+            _ => {}
         }
         state.apply(tx, by, clock)
     }
@@ -558,7 +614,7 @@ impl Account {
             j_height: frame.j_height,
         };
         for (index, tx) in frame.txs.iter().enumerate() {
-            self.apply_checked(&mut state, tx, by, frame_clock)
+            self.apply_checked(&mut state, tx, by, frame_clock, Some(peer_board))
                 .map_err(|error| AccountError::InvalidTx {
                     height,
                     index,
@@ -583,7 +639,7 @@ impl Account {
             let Some(tx) = self.mempool.pop_front() else {
                 break;
             };
-            match self.apply_checked(&mut state, &tx, side, frame_clock) {
+            match self.apply_checked(&mut state, &tx, side, frame_clock, None) {
                 Ok(()) => txs.push(tx),
                 Err(error) => step.events.push(AccountEvent::TxDropped { tx, error }),
             }
@@ -657,7 +713,7 @@ impl Account {
         let mut txs = Vec::new();
         let mut dropped = old.dropped.clone();
         for tx in &old.frame.txs {
-            match self.apply_checked(&mut state, tx, side, frame_clock) {
+            match self.apply_checked(&mut state, tx, side, frame_clock, None) {
                 Ok(()) => txs.push(tx.clone()),
                 Err(error) => dropped.push((tx.clone(), error)),
             }

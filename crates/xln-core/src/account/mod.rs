@@ -2,6 +2,7 @@
 
 mod frame;
 mod machine;
+mod settlement;
 mod swap;
 mod tx;
 
@@ -14,6 +15,10 @@ pub use frame::{
 pub use machine::{
     Account, AccountError, AccountEvent, MAX_CLOCK_SKEW_MS, MAX_FRAME_TXS, MAX_J_HEIGHT_SKEW,
     MAX_SUPERSEDED_VERSIONS, PendingFrame, REFRESH_AFTER_MS, Reply, Step,
+};
+pub use settlement::{
+    PendingSettlement, SettlementPlan, SettlementState, SettlementTerms, TokenDiff, TokenPlan,
+    plan_settlement,
 };
 pub use tx::{
     AccountState, AccountTx, Clock, FailReason, Failure, Htlc, HtlcResolution, MAX_HTLC_PAYLOAD,

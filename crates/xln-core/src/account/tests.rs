@@ -8,6 +8,7 @@ use crate::crypto::{Hash, SignerKey, keccak256};
 use crate::delta::Side;
 use proptest::prelude::*;
 
+mod settlement;
 mod swaps;
 
 const TOKEN: u32 = 1;

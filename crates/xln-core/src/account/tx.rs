@@ -1,6 +1,7 @@
 //! Account transactions and the account state they change (PROTOCOL.md §3).
 
-use crate::board::EntityId;
+use super::settlement::{self, PendingSettlement, SettlementState, TokenDiff};
+use crate::board::{EntityId, QuorumSignature};
 use crate::codec::hash_of;
 use crate::codec::{Packed, tag};
 use crate::collections::VecMap;
@@ -78,6 +79,43 @@ pub enum AccountTx {
     /// Releases what is left of an offer: by its maker at any time, by the counterparty once
     /// the offer has expired.
     SwapCancel { offer_id: u64 },
+    /// The proposer asks to settle the account on chain with these diffs at the account's
+    /// settlement nonce (see [`settlement`](super::settlement)), signed by its entity over
+    /// `digest`, the Depository's settlement digest of the terms. From here until the
+    /// settlement lands the account takes no payment, lock or offer.
+    SettlementPropose {
+        nonce: u64,
+        diffs: Vec<TokenDiff>,
+        digest: Hash,
+        signature: QuorumSignature,
+    },
+    /// The other side signs the pending settlement's digest: either side can now submit it.
+    SettlementAccept { signature: QuorumSignature },
+    /// The settlement with this nonce was applied on chain. Either side proposes it once its
+    /// chain follower saw the `Settled` event; the other side accepts it only if its own
+    /// follower saw it too. The collateral and ondelta it moved arrive as `ChainSync`s.
+    SettlementLanded { nonce: u64 },
+}
+
+impl AccountTx {
+    /// Whether the transaction moves Δ or puts something on hold: what a pending settlement,
+    /// computed from Δ, does not allow (resolving locks and offers cannot happen then: a
+    /// settlement is only proposed when none is open).
+    pub fn moves_balance(&self) -> bool {
+        match self {
+            AccountTx::DirectPayment { .. }
+            | AccountTx::HtlcLock { .. }
+            | AccountTx::HtlcResolve { .. }
+            | AccountTx::SwapOffer { .. }
+            | AccountTx::SwapResolve { .. } => true,
+            AccountTx::SetCreditLimit { .. }
+            | AccountTx::ChainSync { .. }
+            | AccountTx::SwapCancel { .. }
+            | AccountTx::SettlementPropose { .. }
+            | AccountTx::SettlementAccept { .. }
+            | AccountTx::SettlementLanded { .. } => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +256,31 @@ pub enum TxError {
     },
     #[error("offer {0}: nothing may be paid for a fill of zero")]
     PaidWithoutFill(u64),
+    #[error(
+        "a settlement of this account is proposed and not on chain yet: no payment, lock or \
+         offer until it lands"
+    )]
+    SettlementPending,
+    #[error("no settlement of this account is pending")]
+    NoSettlementPending,
+    #[error("locks or swap offers are open in this account: settle once they are resolved")]
+    HoldsOpen,
+    #[error("nothing to settle: no collateral, and no credit debt a reserve can pay")]
+    NothingToSettle,
+    #[error(
+        "settlement nonce {nonce} is stale: the account's next settlement on chain is {expected}"
+    )]
+    StaleSettlement { nonce: u64, expected: u64 },
+    #[error("settlement tokens must be ascending and distinct")]
+    SettlementTokensNotAscending,
+    #[error("token {0}: the settlement does not pay out what the account says each side owns")]
+    SettlementMismatch(TokenId),
+    #[error("the settlement signature does not verify against the signer's board")]
+    BadSettlementSignature,
+    #[error("the pending settlement is the proposer's own or is signed by both already")]
+    NotForAcceptance,
+    #[error("settlement {0} is not seen on chain by our follower")]
+    SettlementNotOnChain(u64),
 }
 
 impl From<Overflow> for TxError {
@@ -257,6 +320,8 @@ pub struct AccountState {
     pub deltas: VecMap<TokenId, Delta>,
     pub locks: BTreeMap<u64, Htlc>,
     pub offers: BTreeMap<u64, SwapOfferState>,
+    /// The settlement nonce on chain and the settlement in progress.
+    pub settlement: SettlementState,
 }
 
 impl AccountState {
@@ -269,6 +334,7 @@ impl AccountState {
             deltas: VecMap::new(),
             locks: BTreeMap::new(),
             offers: BTreeMap::new(),
+            settlement: SettlementState::default(),
         }
     }
 
@@ -289,9 +355,7 @@ impl AccountState {
     /// `keccak256(abi.encodePacked(STATE_TAG, left, right, uint32 count, per token ascending:
     /// uint32 token, uint128 collateral, int128 ondelta, int128 offdelta, uint128 left limit,
     /// uint128 right limit, uint128 left hold, uint128 right hold, bytes32 extras))`: the layout
-    /// the Depository recomputes from a dispute proof. `extras` is zero when no lock is in
-    /// flight and no offer open, the hash of the locks when only locks are, and the hash of
-    /// (locks, offers) when an offer is open.
+    /// the Depository recomputes from a dispute proof; `extras` is [`AccountState::extras_hash`].
     pub fn hash(&self) -> Hash {
         let mut packed = Packed::new();
         packed
@@ -311,17 +375,30 @@ impl AccountState {
                 .u128(d.left_hold)
                 .u128(d.right_hold);
         }
-        let extras = match (self.locks.is_empty(), self.offers.is_empty()) {
+        packed.bytes32(&self.extras_hash().0);
+        packed.hash()
+    }
+
+    /// What the state holds besides the deltas, as the dispute proof's `extrasHash`: zero when
+    /// no lock is in flight, no offer open and no settlement ever recorded or pending; the hash
+    /// of the locks when only locks are; of (locks, offers) when an offer is open; and of
+    /// (locks, offers, settlement) once the account has settlement bookkeeping.
+    pub fn extras_hash(&self) -> Hash {
+        if !self.settlement.is_default() {
+            return hash_of(&(&self.locks, &self.offers, &self.settlement));
+        }
+        match (self.locks.is_empty(), self.offers.is_empty()) {
             (true, true) => Hash::ZERO,
             (false, true) => hash_of(&self.locks),
             (_, false) => hash_of(&(&self.locks, &self.offers)),
-        };
-        packed.bytes32(&extras.0);
-        packed.hash()
+        }
     }
 
     /// Applies `tx` proposed by `by` in a frame stamped `clock`. On error nothing changes.
     pub fn apply(&mut self, tx: &AccountTx, by: Side, clock: Clock) -> Result<(), TxError> {
+        if self.settlement.pending.is_some() && tx.moves_balance() {
+            return Err(TxError::SettlementPending);
+        }
         match *tx {
             AccountTx::DirectPayment { token, amount } => {
                 if amount == 0 {
@@ -498,6 +575,53 @@ impl AccountState {
                 want_paid,
             } => self.resolve_swap(offer_id, fill, want_paid, by, clock)?,
             AccountTx::SwapCancel { offer_id } => self.cancel_swap(offer_id, by, clock)?,
+            AccountTx::SettlementPropose {
+                nonce,
+                ref diffs,
+                digest,
+                ref signature,
+            } => {
+                let terms = settlement::SettlementTerms {
+                    nonce,
+                    diffs: diffs.clone(),
+                };
+                settlement::check_terms(self, &terms)?;
+                self.settlement.pending = Some(PendingSettlement {
+                    proposer: by,
+                    terms,
+                    digest,
+                    proposer_signature: signature.clone(),
+                    acceptor_signature: None,
+                });
+            }
+            AccountTx::SettlementAccept { ref signature } => {
+                let pending = self
+                    .settlement
+                    .pending
+                    .as_mut()
+                    .ok_or(TxError::NoSettlementPending)?;
+                if pending.proposer == by || pending.acceptor_signature.is_some() {
+                    return Err(TxError::NotForAcceptance);
+                }
+                pending.acceptor_signature = Some(signature.clone());
+            }
+            AccountTx::SettlementLanded { nonce } => {
+                if nonce != self.settlement.nonce {
+                    return Err(TxError::StaleSettlement {
+                        nonce,
+                        expected: self.settlement.nonce,
+                    });
+                }
+                self.settlement.nonce = nonce.checked_add(1).ok_or(TxError::Overflow)?;
+                if self
+                    .settlement
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.terms.nonce == nonce)
+                {
+                    self.settlement.pending = None;
+                }
+            }
         }
         Ok(())
     }

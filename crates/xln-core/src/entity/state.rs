@@ -3,9 +3,10 @@
 use super::htlc::{Origin, Payment, PaymentOrder, PaymentStatus};
 use super::swap::SwapOrder;
 use crate::account::{
-    Account, AccountError, AccountEvent, AccountMessage, AccountTx, Clock, Failure, Reply, TxError,
+    Account, AccountError, AccountEvent, AccountMessage, AccountTx, Clock, Failure, Reply,
+    SettlementTerms, TokenDiff, TxError,
 };
-use crate::board::{Board, EntityId};
+use crate::board::{Board, EntityId, QuorumSignature};
 use crate::codec::hash_of;
 use crate::collections::MerkleMap;
 use crate::crypto::{Address, Hash};
@@ -61,6 +62,33 @@ pub enum EntityTx {
     PlaceSwap(SwapOrder),
     /// Release the holds of our peers' swap offers that passed their expiry.
     ExpireOffers,
+    /// Propose to settle our account with `peer` on chain with `terms` (from
+    /// [`plan_settlement`](crate::account::plan_settlement)); `digest` is the Depository's
+    /// settlement digest of the terms, computed by the node, and `signature` our board's quorum
+    /// over it.
+    ProposeSettlement {
+        peer: EntityId,
+        terms: SettlementTerms,
+        digest: Hash,
+        signature: QuorumSignature,
+    },
+    /// Accept the settlement `peer` proposed: `digest` is the settlement digest our node
+    /// computed from the pending terms (it must be the one the proposer signed), `signature`
+    /// our board's quorum over it.
+    AcceptSettlement {
+        peer: EntityId,
+        digest: Hash,
+        signature: QuorumSignature,
+    },
+    /// The chain applied the settlement `nonce` of our account with `peer`.
+    ChainSettled { peer: EntityId, nonce: u64 },
+    /// `peer`'s reserve of `token` on chain is now `amount` (a settlement pays its credit debt
+    /// from it).
+    ChainPeerReserve {
+        peer: EntityId,
+        token: TokenId,
+        amount: u128,
+    },
 }
 
 /// An operation on the jurisdiction that the entity decided on. The node's chain adapter puts
@@ -84,6 +112,17 @@ pub enum ChainRequest {
         token: TokenId,
         amount: u128,
         to: Address,
+    },
+    /// Submit the cooperative settlement agreed in our account with `peer`: the terms, their
+    /// settlement digest and `peer`'s quorum over it (ours is the batch's). Made by the
+    /// account when both sides signed, never by an operator.
+    Settle {
+        peer: EntityId,
+        peer_board: Board,
+        nonce: u64,
+        diffs: Vec<TokenDiff>,
+        digest: Hash,
+        peer_signature: QuorumSignature,
     },
 }
 
@@ -124,6 +163,17 @@ pub enum EntityTxError {
     },
     #[error("no swap offer has expired")]
     NoOfferExpired,
+    #[error("settlement with {peer}: {error}")]
+    Settlement { peer: EntityId, error: TxError },
+    #[error("the settlement signature is not a quorum of our board over the digest")]
+    SettlementNotSigned,
+    #[error(
+        "the settlement {0} proposed was signed over another digest than the one of its terms: \
+         not accepted"
+    )]
+    SettlementDigestMismatch(EntityId),
+    #[error("a settlement goes to the chain once both sides of the account signed it")]
+    SettleNotAgreed,
 }
 
 /// What an entity did, for the console and the tests.
@@ -261,6 +311,8 @@ pub struct EntityState {
     pub fees: FeePolicy,
     /// Our reserves on chain, per token, as the chain follower last reported them.
     pub reserves: BTreeMap<TokenId, u128>,
+    /// Our account peers' reserves, likewise (what a settlement can take of their debt).
+    pub peer_reserves: BTreeMap<(EntityId, TokenId), u128>,
     /// Numbers our HTLC locks (see `allocate_lock_id`).
     pub next_lock_id: u64,
     /// Payments we sent, by hashlock: those in flight and the last finished ones.
@@ -296,6 +348,7 @@ impl EntityState {
             accounts: MerkleMap::new(),
             fees: FeePolicy::default(),
             reserves: BTreeMap::new(),
+            peer_reserves: BTreeMap::new(),
             next_lock_id: 0,
             payments: BTreeMap::new(),
             finished_payments: VecDeque::new(),
@@ -338,6 +391,7 @@ impl EntityState {
             accounts: _,
             fees,
             reserves,
+            peer_reserves,
             next_lock_id,
             payments,
             finished_payments,
@@ -361,6 +415,7 @@ impl EntityState {
             accounts_root: Hash,
             fees: &'a FeePolicy,
             reserves: &'a BTreeMap<TokenId, u128>,
+            peer_reserves: &'a BTreeMap<(EntityId, TokenId), u128>,
             next_lock_id: u64,
             payments: &'a BTreeMap<Hash, Payment>,
             finished_payments: &'a VecDeque<Hash>,
@@ -382,6 +437,7 @@ impl EntityState {
             accounts_root,
             fees,
             reserves,
+            peer_reserves,
             next_lock_id: *next_lock_id,
             payments,
             finished_payments,
@@ -463,8 +519,126 @@ impl EntityState {
             EntityTx::Chain(request) => self.request_chain(request, outcome)?,
             EntityTx::PlaceSwap(order) => self.place_swap(order, outcome)?,
             EntityTx::ExpireOffers => self.expire_offers(outcome)?,
+            EntityTx::ProposeSettlement {
+                peer,
+                terms,
+                digest,
+                signature,
+            } => {
+                let tx = AccountTx::SettlementPropose {
+                    nonce: terms.nonce,
+                    diffs: terms.diffs.clone(),
+                    digest: *digest,
+                    signature: signature.clone(),
+                };
+                self.queue_settlement_tx(*peer, digest, signature, tx)?;
+            }
+            EntityTx::AcceptSettlement {
+                peer,
+                digest,
+                signature,
+            } => {
+                let entry = self
+                    .accounts
+                    .get(peer)
+                    .ok_or(EntityTxError::NoAccount(*peer))?;
+                let pending = entry.account.state().settlement.pending.as_ref().ok_or(
+                    EntityTxError::Settlement {
+                        peer: *peer,
+                        error: TxError::NoSettlementPending,
+                    },
+                )?;
+                if pending.digest != *digest {
+                    return Err(EntityTxError::SettlementDigestMismatch(*peer));
+                }
+                let tx = AccountTx::SettlementAccept {
+                    signature: signature.clone(),
+                };
+                self.queue_settlement_tx(*peer, digest, signature, tx)?;
+            }
+            EntityTx::ChainSettled { peer, nonce } => {
+                let entry = self
+                    .accounts
+                    .get_mut(peer)
+                    .ok_or(EntityTxError::NoAccount(*peer))?;
+                if entry.account.observe_settlement(*nonce) {
+                    entry
+                        .account
+                        .enqueue(AccountTx::SettlementLanded { nonce: *nonce });
+                }
+            }
+            EntityTx::ChainPeerReserve {
+                peer,
+                token,
+                amount,
+            } => {
+                self.peer_reserves.insert((*peer, *token), *amount);
+            }
         }
         Ok(())
+    }
+
+    /// Queues our settlement transaction `tx` on the account with `peer` after checking that
+    /// `signature` is our board's quorum over `digest` and that `tx` applies after what is in
+    /// flight and queued (an operator's request gets its error at once, and nothing changes).
+    fn queue_settlement_tx(
+        &mut self,
+        peer: EntityId,
+        digest: &Hash,
+        signature: &QuorumSignature,
+        tx: AccountTx,
+    ) -> Result<(), EntityTxError> {
+        if self.board.verify_quorum(digest, signature).is_err() {
+            return Err(EntityTxError::SettlementNotSigned);
+        }
+        let clock = self.clock();
+        let entry = self
+            .accounts
+            .get_mut(&peer)
+            .ok_or(EntityTxError::NoAccount(peer))?;
+        entry
+            .account
+            .check_own(&tx, clock)
+            .map_err(|error| EntityTxError::Settlement { peer, error })?;
+        entry.account.enqueue(tx);
+        Ok(())
+    }
+
+    /// Once the peer's frame that accepts our proposed settlement commits, we hold both
+    /// signatures: the settlement goes to the chain, with the peer's signature inside.
+    fn follow_settlement(&self, peer: EntityId, event: &AccountEvent, outcome: &mut Outcome) {
+        let AccountEvent::Committed { txs, .. } = event else {
+            return;
+        };
+        if !txs
+            .iter()
+            .any(|tx| matches!(tx, AccountTx::SettlementAccept { .. }))
+        {
+            return;
+        }
+        let Some(entry) = self.accounts.get(&peer) else {
+            return;
+        };
+        let account = &entry.account;
+        let Some(pending) = account.state().settlement.pending.as_ref() else {
+            return;
+        };
+        if pending.proposer != account.side() {
+            return;
+        }
+        let Some(peer_signature) = pending.counterparty_signature(account.side()) else {
+            return;
+        };
+        let request = ChainRequest::Settle {
+            peer,
+            peer_board: entry.peer_board.clone(),
+            nonce: pending.terms.nonce,
+            diffs: pending.terms.diffs.clone(),
+            digest: pending.digest,
+            peer_signature: peer_signature.clone(),
+        };
+        outcome.chain.push(request.clone());
+        outcome.events.push(EntityEvent::ChainRequested(request));
     }
 
     fn new_account(
@@ -528,6 +702,7 @@ impl EntityState {
         for event in step.events {
             self.follow_htlcs(peer, &event, outcome);
             self.follow_swaps(peer, &event, outcome);
+            self.follow_settlement(peer, &event, outcome);
             outcome.events.push(EntityEvent::Account { peer, event });
         }
         if !step.reply.is_empty() {
@@ -552,13 +727,22 @@ impl EntityState {
                 token,
                 amount,
             } => {
-                if !self.accounts.contains_key(peer) {
-                    return Err(EntityTxError::NoAccount(*peer));
+                let entry = self
+                    .accounts
+                    .get(peer)
+                    .ok_or(EntityTxError::NoAccount(*peer))?;
+                // A pending settlement empties the collateral it was computed from.
+                if entry.account.state().settlement.pending.is_some() {
+                    return Err(EntityTxError::Settlement {
+                        peer: *peer,
+                        error: TxError::SettlementPending,
+                    });
                 }
                 (*token, *amount)
             }
             ChainRequest::TransferReserve { token, amount, .. }
             | ChainRequest::Withdraw { token, amount, .. } => (*token, *amount),
+            ChainRequest::Settle { .. } => return Err(EntityTxError::SettleNotAgreed),
         };
         if amount == 0 {
             return Err(EntityTxError::ZeroChainAmount);

@@ -966,6 +966,11 @@ impl Ledger {
             | AccountTx::SwapCancel { .. } => {
                 panic!("a swap committed, though this target places no offers")
             }
+            AccountTx::SettlementPropose { .. }
+            | AccountTx::SettlementAccept { .. }
+            | AccountTx::SettlementLanded { .. } => {
+                panic!("a settlement committed, though this target proposes none")
+            }
         }
     }
 

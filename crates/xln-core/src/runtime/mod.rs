@@ -96,6 +96,13 @@ pub enum ChainEvent {
         collateral: u128,
         ondelta: i128,
     },
+    /// The settlement `nonce` of the account `left`–`right` was applied (its changes arrive as
+    /// `Account` and `Reserve` events).
+    Settled {
+        left: EntityId,
+        right: EntityId,
+        nonce: u64,
+    },
 }
 
 /// Everything the runtime advances by.
@@ -327,6 +334,17 @@ impl Runtime {
                         token,
                         amount,
                     } if entity == id.entity => EntityTx::ChainReserve { token, amount },
+                    ChainEvent::Reserve {
+                        entity,
+                        token,
+                        amount,
+                    } if replica.state().accounts.contains_key(&entity) => {
+                        EntityTx::ChainPeerReserve {
+                            peer: entity,
+                            token,
+                            amount,
+                        }
+                    }
                     ChainEvent::Account {
                         left,
                         right,
@@ -339,6 +357,14 @@ impl Runtime {
                         collateral,
                         ondelta,
                     },
+                    ChainEvent::Settled { left, right, nonce }
+                        if left == id.entity || right == id.entity =>
+                    {
+                        EntityTx::ChainSettled {
+                            peer: if left == id.entity { right } else { left },
+                            nonce,
+                        }
+                    }
                     _ => return None,
                 };
                 Some((*id, tx))

@@ -1,0 +1,265 @@
+//! Cooperative settlement (PROTOCOL.md §11) as the two sides of an account agree on it.
+//!
+//! **What "settle" means.** For every token of the account, pay out on chain what the account
+//! says each side owns: the collateral returns to the two reserves, split by Δ (LEFT gets
+//! `clamp(Δ, 0, C)`, RIGHT the rest); credit debt beyond the collateral is paid from the
+//! debtor's reserve as far as that reserve goes; ondelta moves by minus what LEFT received, so
+//! that each side's total (reserve + account position) is unchanged. With the debt paid in full
+//! the account ends flat (collateral 0, Δ 0); what a short reserve could not pay stays in the
+//! account as credit debt (Δ ≠ 0, collateral 0), and the plan says so.
+//!
+//! **Sign conventions** (the Depository's `_settle`): `left_diff` and `right_diff` are added
+//! to the reserves, `collateral_diff` to the collateral and `ondelta_diff` to ondelta, with
+//! `left_diff + right_diff + collateral_diff == 0`. Δ is LEFT's position in the account, so
+//! `ondelta_diff == -left_diff` keeps LEFT's total; RIGHT's position is `C − Δ`, and
+//! `right_diff = −collateral_diff − left_diff` keeps RIGHT's.
+//!
+//! **Agreement.** One side proposes the terms (the account's settlement nonce and the diffs)
+//! with its entity's signature over the settlement digest; the other side accepts with its
+//! own signature over the same digest; either can then submit it. The digest is the
+//! Depository's `settlementDigest` (ABI encoding, domain separated): the node computes it with
+//! the chain adapter and passes it in; the core only compares digests and checks signatures.
+//! From the proposal until the chain's `Settled` event is recorded (`SettlementLanded`), the
+//! account takes no payment, lock or offer: the terms were computed from Δ, and a payment
+//! after them would leave the payee holding credit where it held collateral once the
+//! settlement lands (a settlement signed by the proposer can land any time the acceptor
+//! signs, so there is no safe way to withdraw a proposal short of it landing).
+
+use super::tx::{AccountState, TxError};
+use crate::board::QuorumSignature;
+use crate::crypto::Hash;
+use crate::delta::{Delta, Side, TokenId};
+use serde::{Deserialize, Serialize};
+
+/// One token's change in a cooperative settlement, from LEFT's side (the Depository's
+/// `TokenDiff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TokenDiff {
+    pub token: TokenId,
+    pub left_diff: i128,
+    pub right_diff: i128,
+    pub collateral_diff: i128,
+    pub ondelta_diff: i128,
+}
+
+/// What both sides sign: the diffs, at the account's settlement nonce on chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementTerms {
+    pub nonce: u64,
+    /// Ascending by token, one per token.
+    pub diffs: Vec<TokenDiff>,
+}
+
+/// A settlement proposed and perhaps accepted, not yet seen on chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingSettlement {
+    pub proposer: Side,
+    pub terms: SettlementTerms,
+    /// The settlement digest of `terms`, as the proposer's node computed it; the acceptor's
+    /// node computes it again before its side signs.
+    pub digest: Hash,
+    pub proposer_signature: QuorumSignature,
+    pub acceptor_signature: Option<QuorumSignature>,
+}
+
+impl PendingSettlement {
+    /// The other side's signature as seen from `side`, once both signed.
+    pub fn counterparty_signature(&self, side: Side) -> Option<&QuorumSignature> {
+        if side == self.proposer {
+            self.acceptor_signature.as_ref()
+        } else {
+            self.acceptor_signature
+                .as_ref()
+                .map(|_| &self.proposer_signature)
+        }
+    }
+}
+
+/// The account's settlement bookkeeping, part of the state both sides sign.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettlementState {
+    /// The account's next settlement nonce on chain (settlements recorded so far).
+    pub nonce: u64,
+    pub pending: Option<PendingSettlement>,
+}
+
+impl SettlementState {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// One token of a settlement plan: its diff and what happens to its credit debt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenPlan {
+    pub diff: TokenDiff,
+    /// The side that owes credit beyond the collateral, if any.
+    pub debtor: Option<Side>,
+    /// What it owes.
+    pub debt: u128,
+    /// What of it the settlement pays from the debtor's reserve.
+    pub paid: u128,
+}
+
+impl TokenPlan {
+    /// Debt the settlement leaves in the account (the debtor's reserve was short).
+    pub fn unpaid(&self) -> u128 {
+        self.debt - self.paid
+    }
+}
+
+/// The settlement of a whole account, computed from its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementPlan {
+    pub terms: SettlementTerms,
+    pub tokens: Vec<TokenPlan>,
+}
+
+/// Who owes credit beyond the collateral in `delta`, and how much: RIGHT owes `Δ − C` when
+/// `Δ > C`, LEFT owes `−Δ` when `Δ < 0`.
+fn credit_debt(delta: &Delta) -> Result<(Option<Side>, u128), TxError> {
+    let total = delta.total()?;
+    let collateral = i128::try_from(delta.collateral).map_err(|_| TxError::Overflow)?;
+    Ok(if total > collateral {
+        (Some(Side::Right), (total - collateral).unsigned_abs())
+    } else if total < 0 {
+        (Some(Side::Left), total.unsigned_abs())
+    } else {
+        (None, 0)
+    })
+}
+
+/// The diff that pays out one token's collateral split by Δ and `paid` of its credit debt
+/// from the debtor's reserve (`paid <= debt`). The one place the settlement rule is written.
+fn token_diff(token: TokenId, delta: &Delta, paid: u128) -> Result<TokenDiff, TxError> {
+    let total = delta.total()?;
+    let collateral = i128::try_from(delta.collateral).map_err(|_| TxError::Overflow)?;
+    let paid = i128::try_from(paid).map_err(|_| TxError::Overflow)?;
+    let left_share = total.clamp(0, collateral);
+    let right_share = collateral - left_share;
+    let (left_diff, right_diff) = match credit_debt(delta)?.0 {
+        Some(Side::Right) => (left_share.checked_add(paid), right_share.checked_sub(paid)),
+        Some(Side::Left) => (left_share.checked_sub(paid), right_share.checked_add(paid)),
+        None => (Some(left_share), Some(right_share)),
+    };
+    let left_diff = left_diff.ok_or(TxError::Overflow)?;
+    let right_diff = right_diff.ok_or(TxError::Overflow)?;
+    Ok(TokenDiff {
+        token,
+        left_diff,
+        right_diff,
+        collateral_diff: -collateral,
+        ondelta_diff: left_diff.checked_neg().ok_or(TxError::Overflow)?,
+    })
+}
+
+/// The settlement of `state` at its settlement nonce: every token with collateral or with
+/// credit debt its debtor's reserve can pay (`reserve(side, token)`, as far as it goes).
+/// Refused while locks or offers are open (their holds would move Δ after the terms) and when
+/// there is nothing to move.
+pub fn plan_settlement(
+    state: &AccountState,
+    reserve: impl Fn(Side, TokenId) -> u128,
+) -> Result<SettlementPlan, TxError> {
+    check_settleable(state)?;
+    let mut tokens = Vec::new();
+    for (token, delta) in &state.deltas {
+        let (debtor, debt) = credit_debt(delta)?;
+        let paid = debtor.map_or(0, |side| debt.min(reserve(side, *token)));
+        let diff = token_diff(*token, delta, paid)?;
+        if diff
+            != (TokenDiff {
+                token: *token,
+                ..TokenDiff::default()
+            })
+        {
+            tokens.push(TokenPlan {
+                diff,
+                debtor,
+                debt,
+                paid,
+            });
+        }
+    }
+    if tokens.is_empty() {
+        return Err(TxError::NothingToSettle);
+    }
+    Ok(SettlementPlan {
+        terms: SettlementTerms {
+            nonce: state.settlement.nonce,
+            diffs: tokens.iter().map(|t| t.diff).collect(),
+        },
+        tokens,
+    })
+}
+
+/// No settlement in progress, no lock or offer open.
+fn check_settleable(state: &AccountState) -> Result<(), TxError> {
+    if state.settlement.pending.is_some() {
+        return Err(TxError::SettlementPending);
+    }
+    if !state.locks.is_empty() || !state.offers.is_empty() || state.total_holds() != 0 {
+        return Err(TxError::HoldsOpen);
+    }
+    Ok(())
+}
+
+/// Checks proposed terms against the state: the next nonce, and for each token exactly what
+/// [`plan_settlement`] would give for some payment `0 <= paid <= debt` of its credit debt
+/// (the proposer chose `paid` from the reserve it saw; the chain refuses what a reserve
+/// cannot pay). Every token with collateral must be in it: the settlement empties it.
+pub(super) fn check_terms(state: &AccountState, terms: &SettlementTerms) -> Result<(), TxError> {
+    check_settleable(state)?;
+    if terms.nonce != state.settlement.nonce {
+        return Err(TxError::StaleSettlement {
+            nonce: terms.nonce,
+            expected: state.settlement.nonce,
+        });
+    }
+    if terms.diffs.is_empty() {
+        return Err(TxError::NothingToSettle);
+    }
+    let mut previous: Option<TokenId> = None;
+    for diff in &terms.diffs {
+        if previous.is_some_and(|p| p >= diff.token) {
+            return Err(TxError::SettlementTokensNotAscending);
+        }
+        previous = Some(diff.token);
+        let delta = state
+            .deltas
+            .get(&diff.token)
+            .ok_or(TxError::UnknownToken(diff.token))?;
+        let (debtor, debt) = credit_debt(delta)?;
+        let collateral = i128::try_from(delta.collateral).map_err(|_| TxError::Overflow)?;
+        // What the diff says the debtor pays, read back from its reserve change.
+        let paid = match debtor {
+            Some(Side::Right) => diff.left_diff.checked_sub(collateral),
+            Some(Side::Left) => diff.left_diff.checked_neg(),
+            None => Some(0),
+        }
+        .ok_or(TxError::Overflow)?;
+        let paid = u128::try_from(paid).map_err(|_| TxError::SettlementMismatch(diff.token))?;
+        if paid > debt || token_diff(diff.token, delta, paid)? != *diff {
+            return Err(TxError::SettlementMismatch(diff.token));
+        }
+        if *diff
+            == (TokenDiff {
+                token: diff.token,
+                ..TokenDiff::default()
+            })
+        {
+            return Err(TxError::SettlementMismatch(diff.token));
+        }
+    }
+    let missing = state
+        .deltas
+        .iter()
+        .find(|(token, delta)| {
+            delta.collateral > 0 && !terms.diffs.iter().any(|d| d.token == **token)
+        })
+        .map(|(token, _)| *token);
+    match missing {
+        Some(token) => Err(TxError::SettlementMismatch(token)),
+        None => Ok(()),
+    }
+}
