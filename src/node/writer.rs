@@ -708,8 +708,7 @@ impl Writer {
             | EntityEvent::SwapCancelled { .. }
             | EntityEvent::SwapMatched { .. }
             | EntityEvent::SwapLegDropped { .. }
-            | EntityEvent::SwapExpired { .. }
-            | EntityEvent::SwapNotBooked { .. }) => {
+            | EntityEvent::SwapExpired { .. }) => {
                 self.log_line(LogLevel::Info, format!("swap: {swap:?}"))
             }
         }
