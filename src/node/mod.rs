@@ -8,6 +8,7 @@
 
 mod chain_worker;
 pub mod control;
+mod orders;
 mod view;
 mod writer;
 

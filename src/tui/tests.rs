@@ -358,6 +358,8 @@ fn sample_view() -> NodeView {
             text: text.into(),
         })
         .collect(),
+        orders: Vec::new(),
+        book: Vec::new(),
     }
 }
 
