@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use xln_core::board::EntityId;
 use xln_core::crypto::{Address, Hash};
 use xln_core::delta::TokenId;
+pub use xln_core::swap::TimeInForce;
 
 /// One request to the node. Amounts are in the token's smallest unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +82,25 @@ pub enum Request {
     NettingDismiss {
         id: u64,
     },
+    /// Offer `give_amount` of `give_token` for at least `want_amount` of `want_token` (a limit
+    /// price) on our account with `peer`, usually a hub, which matches it in its order book.
+    /// `expires_in_secs`: `None` for an order that never expires.
+    PlaceOrder {
+        peer: String,
+        give_token: TokenId,
+        give_amount: u128,
+        want_token: TokenId,
+        want_amount: u128,
+        time_in_force: TimeInForce,
+        expires_in_secs: Option<u64>,
+    },
+    /// Cancel what is left of our order `offer_id` on the account with `peer`.
+    CancelOrder {
+        peer: String,
+        offer_id: u64,
+    },
+    /// Our orders, and the orders resting in our book (a hub's).
+    Orders,
     /// Test and operations: refuse (or accept again) the sessions of a peer signer.
     BlockPeer {
         signer: Address,
@@ -112,6 +132,12 @@ pub enum Response {
         gas_used: u64,
     },
     Netting(NettingView),
+    /// Our order was numbered and queued on the account; its fills show in the view's orders.
+    OrderPlaced(OrderView),
+    Orders {
+        orders: Vec<OrderView>,
+        book: Vec<BookOrderView>,
+    },
     /// The request was taken; `what` says what was done.
     Done {
         what: String,
@@ -137,6 +163,103 @@ pub struct NodeView {
     pub pending_chain_txs: Vec<ChainTxView>,
     /// The newest last.
     pub log: Vec<LogLine>,
+    /// Our swap orders: the open ones and the last finished ones, newest first.
+    #[serde(default)]
+    pub orders: Vec<OrderView>,
+    /// The orders our peers rest in our book (a hub's), each side best first; at most
+    /// [`BOOK_ORDERS_SHOWN`].
+    #[serde(default)]
+    pub book: Vec<BookOrderView>,
+}
+
+/// How many resting orders of our book the view carries.
+pub const BOOK_ORDERS_SHOWN: usize = 200;
+
+/// Where one of our swap orders is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderState {
+    /// Queued or resting, nothing filled yet.
+    Open,
+    /// Resting with a part filled.
+    PartlyFilled,
+    Filled,
+    /// Cancelled by us, or the unfilled remainder of an immediate-or-cancel or fill-or-kill
+    /// order closed by the peer.
+    Cancelled,
+    /// Released by the peer after its expiry.
+    Expired,
+    /// The account refused it when our frame was built (`reason` says why).
+    Refused,
+}
+
+impl OrderState {
+    pub fn is_finished(self) -> bool {
+        !matches!(self, OrderState::Open | OrderState::PartlyFilled)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            OrderState::Open => "open",
+            OrderState::PartlyFilled => "partly filled",
+            OrderState::Filled => "filled",
+            OrderState::Cancelled => "cancelled",
+            OrderState::Expired => "expired",
+            OrderState::Refused => "refused",
+        }
+    }
+}
+
+/// A time in force as people write it: `GTC`, `IOC`, `FOK`.
+pub fn time_in_force_label(time_in_force: TimeInForce) -> &'static str {
+    match time_in_force {
+        TimeInForce::GoodTillCancel => "GTC",
+        TimeInForce::ImmediateOrCancel => "IOC",
+        TimeInForce::FillOrKill => "FOK",
+    }
+}
+
+/// One of our swap orders: `give_amount` of `give_token` for at least `want_amount` of
+/// `want_token`, on our account with `peer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub peer: EntityId,
+    pub peer_name: Option<String>,
+    pub offer_id: u64,
+    pub give_token: TokenId,
+    pub give_amount: u128,
+    pub want_token: TokenId,
+    pub want_amount: u128,
+    pub time_in_force: TimeInForce,
+    /// `None`: never expires.
+    pub expires_at_ms: Option<u64>,
+    /// Of the give side, what went to the peer so far.
+    pub filled: u128,
+    /// Of the want token, what came in so far; `None` for an order placed before the node
+    /// last started (its earlier fills are not known to the node).
+    pub received: Option<u128>,
+    pub state: OrderState,
+    /// Why the order was refused, if it was.
+    pub reason: Option<String>,
+    /// When the node placed it or, for an order found open at start, when the node started.
+    pub placed_at: u64,
+}
+
+/// An order resting in our book: an offer `owner` made in its account with us.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookOrderView {
+    pub owner: EntityId,
+    pub owner_name: Option<String>,
+    pub offer_id: u64,
+    pub give_token: TokenId,
+    pub give_amount: u128,
+    pub want_token: TokenId,
+    pub want_amount: u128,
+    /// Of the give side, what is still open.
+    pub remaining: u128,
+    pub time_in_force: TimeInForce,
+    /// `None`: never expires.
+    pub expires_at_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

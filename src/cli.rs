@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use xln::amount::{format_amount, format_signed, parse_amount};
-use xln::api::{Request, Response, TokenInfo};
+use xln::api::{
+    BookOrderView, OrderView, Request, Response, TimeInForce, TokenInfo, time_in_force_label,
+};
 use xln::chain::client::ChainConfig;
 use xln::chain::devnet::{self, DEFAULT_CHAIN_CONFIG, DevnetOptions};
 use xln::config::{self, Config, InitOptions, Paths};
@@ -156,12 +158,58 @@ enum Command {
     Dispute { peer: String },
     /// Netting proposals.
     Netting,
+    /// Offer a swap on the account with a peer (a hub matches it in its order book): give
+    /// `give-amount` of `give-token` for at least `want-amount` of `want-token`.
+    Swap {
+        peer: String,
+        give_token: String,
+        give_amount: String,
+        want_token: String,
+        want_amount: String,
+        /// Time in force: gtc rests until filled or cancelled, ioc takes what matches now
+        /// and cancels the rest, fok fills entirely at once or not at all.
+        #[arg(long, value_enum, default_value = "gtc")]
+        tif: Tif,
+        /// Seconds until the order expires (default: never).
+        #[arg(long)]
+        expires: Option<u64>,
+    },
+    /// Our swap orders and the orders resting in our book; `orders cancel <peer> <id>`
+    /// cancels one.
+    Orders {
+        #[command(subcommand)]
+        action: Option<OrdersAction>,
+    },
     /// Refuse (or, with --unblock, accept again) a peer signer's sessions.
     BlockPeer {
         signer: Address,
         #[arg(long)]
         unblock: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum OrdersAction {
+    /// Cancel what is left of our order `id` on the account with `peer`.
+    Cancel { peer: String, id: u64 },
+}
+
+/// Time in force, as typed.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Tif {
+    Gtc,
+    Ioc,
+    Fok,
+}
+
+impl From<Tif> for TimeInForce {
+    fn from(tif: Tif) -> TimeInForce {
+        match tif {
+            Tif::Gtc => TimeInForce::GoodTillCancel,
+            Tif::Ioc => TimeInForce::ImmediateOrCancel,
+            Tif::Fok => TimeInForce::FillOrKill,
+        }
+    }
 }
 
 pub fn init_logging(cli: &Cli) {
@@ -511,6 +559,34 @@ async fn client_command(paths: &Paths, command: Command, json: bool) -> anyhow::
         Command::Settle { peer } => (Request::Settle { peer }, false),
         Command::Dispute { peer } => (Request::Dispute { peer }, false),
         Command::Netting => (Request::Netting, false),
+        Command::Swap {
+            peer,
+            give_token,
+            give_amount,
+            want_token,
+            want_amount,
+            tif,
+            expires,
+        } => {
+            let (give_token, give_amount) = token_amount(&give_token, &give_amount)?;
+            let (want_token, want_amount) = token_amount(&want_token, &want_amount)?;
+            (
+                Request::PlaceOrder {
+                    peer,
+                    give_token,
+                    give_amount,
+                    want_token,
+                    want_amount,
+                    time_in_force: tif.into(),
+                    expires_in_secs: expires,
+                },
+                false,
+            )
+        }
+        Command::Orders { action: None } => (Request::Orders, false),
+        Command::Orders {
+            action: Some(OrdersAction::Cancel { peer, id }),
+        } => (Request::CancelOrder { peer, offer_id: id }, false),
         Command::BlockPeer { signer, unblock } => (
             Request::BlockPeer {
                 signer,
@@ -700,6 +776,21 @@ fn print_human(response: &Response, tokens: &[TokenInfo]) {
                 println!("{p}");
             }
         }
+        Response::OrderPlaced(order) => println!("placed: {}", order_line(order, tokens)),
+        Response::Orders { orders, book } => {
+            if orders.is_empty() {
+                println!("no orders");
+            }
+            for order in orders {
+                println!("{}", order_line(order, tokens));
+            }
+            if !book.is_empty() {
+                println!("resting in our book:");
+                for order in book {
+                    println!("  {}", book_line(order, tokens));
+                }
+            }
+        }
         Response::Done { what } => println!("{what}"),
         Response::Tokens(tokens) => {
             for t in tokens {
@@ -709,4 +800,63 @@ fn print_human(response: &Response, tokens: &[TokenInfo]) {
         Response::View(_) => println!("(use --json for the whole view)"),
         Response::Error { message } => println!("error: {message}"),
     }
+}
+
+fn token_amount_text(tokens: &[TokenInfo], token: u32, units: u128) -> String {
+    format!(
+        "{} {}",
+        format_amount(units, decimals_of(tokens, token)),
+        symbol_of(tokens, token)
+    )
+}
+
+fn expiry_text(expires_at_ms: Option<u64>) -> String {
+    expires_at_ms.map_or("no expiry".into(), |at| format!("expires at {at} ms"))
+}
+
+/// `order 4 with hub: 10 TUSD for 20 TEUR GTC, no expiry: partly filled, 5 TUSD given, 10 TEUR received`.
+fn order_line(order: &OrderView, tokens: &[TokenInfo]) -> String {
+    let received = order.received.map_or(
+        "what came in before the node started is not known".into(),
+        |r| {
+            format!(
+                "{} received",
+                token_amount_text(tokens, order.want_token, r)
+            )
+        },
+    );
+    let mut line = format!(
+        "order {} with {}: {} for {} {}, {}: {}, {} given, {received}",
+        order.offer_id,
+        order
+            .peer_name
+            .clone()
+            .unwrap_or_else(|| order.peer.short()),
+        token_amount_text(tokens, order.give_token, order.give_amount),
+        token_amount_text(tokens, order.want_token, order.want_amount),
+        time_in_force_label(order.time_in_force),
+        expiry_text(order.expires_at_ms),
+        order.state.label(),
+        token_amount_text(tokens, order.give_token, order.filled),
+    );
+    if let Some(reason) = &order.reason {
+        line.push_str(&format!(" ({reason})"));
+    }
+    line
+}
+
+fn book_line(order: &BookOrderView, tokens: &[TokenInfo]) -> String {
+    format!(
+        "{} order {}: {} left of {} for {} {}, {}",
+        order
+            .owner_name
+            .clone()
+            .unwrap_or_else(|| order.owner.short()),
+        order.offer_id,
+        token_amount_text(tokens, order.give_token, order.remaining),
+        token_amount_text(tokens, order.give_token, order.give_amount),
+        token_amount_text(tokens, order.want_token, order.want_amount),
+        time_in_force_label(order.time_in_force),
+        expiry_text(order.expires_at_ms),
+    )
 }

@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 use support::*;
-use xln::api::{AccountView, Request, Response};
+use xln::api::{AccountView, NodeView, OrderState, Request, Response, TimeInForce};
 use xln::node::control;
 use xln_core::board::EntityId;
 use xln_core::crypto::{Hash, SignerKey};
@@ -80,6 +80,53 @@ async fn a_hub_and_two_wallets_pay_across_processes() {
         for secret in secrets {
             assert!(!log.contains(&secret), "{}'s key is in its log", node.name);
         }
+    }
+
+    // Swap orders from the CLI. With TETH credit in the account, an immediate-or-cancel
+    // order meets the hub's empty book and is closed untouched.
+    let credit_teth = alice.cli(&["credit", "hub", "TETH", "10"]);
+    assert!(credit_teth.status.success());
+    let swap = alice.cli(&["swap", "hub", "TUSD", "1", "TETH", "2", "--tif", "ioc"]);
+    let stdout = String::from_utf8_lossy(&swap.stdout);
+    assert!(
+        swap.status.success(),
+        "{}",
+        String::from_utf8_lossy(&swap.stderr)
+    );
+    assert!(
+        stdout.starts_with("placed: order ") && stdout.contains("IOC"),
+        "{stdout}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let orders = alice.cli(&["--json", "orders"]);
+        let json: serde_json::Value = serde_json::from_slice(&orders.stdout).unwrap();
+        if json["orders"]["orders"][0]["state"] == "cancelled" {
+            assert_eq!(json["orders"]["orders"][0]["filled"], 0, "{json}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{json}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let listed = alice.cli(&["orders"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(": cancelled, 0 TUSD given"));
+    for (args, reason) in [
+        (&["orders", "cancel", "hub", "999"][..], "no offer 999"),
+        (&["swap", "hub", "TUSD", "0", "TETH", "1"][..], "above zero"),
+        (
+            &["swap", "hub", "TUSD", "1", "XYZ", "1"][..],
+            "unknown token",
+        ),
+        (
+            &["swap", "hub", "TUSD", "5000", "TETH", "1"][..],
+            "exceeds the capacity",
+        ),
+    ] {
+        let refused = alice.cli(args);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{args:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(reason), "{args:?}: {stderr}");
     }
 
     // A clean stop and a restart find the same state.
@@ -598,6 +645,242 @@ async fn console_keys_open_an_account_set_credit_and_pay() {
         position(&bob_view.accounts, hub.entity),
         (5 * UNIT / 2) as i128
     );
+    for node in [alice, bob, hub] {
+        node.shutdown().await.unwrap();
+    }
+}
+
+/// Swaps through a hub, with nodes in this process: Alice rests an order in the hub's book,
+/// Bob's opposite order fills part of it through the book, both see the fills in their views,
+/// and Alice cancels the rest. Bad orders and cancels are refused with a reason and change
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_fill_through_the_hubs_book_and_bad_ones_change_nothing() {
+    const SECOND_TOKEN: u32 = 2;
+    let root = tempfile::tempdir().unwrap();
+    let chain = chain(root.path()).await;
+    let hub = start_in_process(root.path(), &chain, "hub", true, Vec::new(), 0x71).await;
+    let url = format!("ws://{}", hub.listen_addr.unwrap());
+    let alice =
+        start_in_process(root.path(), &chain, "alice", false, vec![url.clone()], 0x72).await;
+    let bob = start_in_process(root.path(), &chain, "bob", false, vec![url], 0x73).await;
+    let hub_id = hub.entity;
+    // Each wallet opens its account and lets the hub owe it in both tokens (so both are in
+    // the account); the hub lets each wallet owe it 100 of each.
+    for wallet in [&alice, &bob] {
+        let link = wallet.link();
+        ask_link_until_done(
+            &link,
+            Request::OpenAccount {
+                peer: hub_id.to_string(),
+            },
+        )
+        .await;
+        for token in [TOKEN, SECOND_TOKEN] {
+            ask_link_until_done(
+                &link,
+                Request::Credit {
+                    peer: hub_id.to_string(),
+                    token,
+                    amount: 100 * UNIT,
+                },
+            )
+            .await;
+        }
+    }
+    for wallet in [&alice, &bob] {
+        for token in [TOKEN, SECOND_TOKEN] {
+            ask_link_until_done(
+                &hub.link(),
+                Request::Credit {
+                    peer: wallet.entity.to_string(),
+                    token,
+                    amount: 100 * UNIT,
+                },
+            )
+            .await;
+        }
+    }
+    let can_give = |view: &NodeView, token: u32, amount: u128| {
+        view.accounts.iter().any(|a| {
+            a.peer == hub_id
+                && a.tokens
+                    .iter()
+                    .any(|t| t.token == token && t.out_capacity >= amount)
+        })
+    };
+    wait_view(&alice.link(), "alice can give 30", |v| {
+        can_give(v, TOKEN, 30 * UNIT)
+    })
+    .await;
+    wait_view(&bob.link(), "bob can give 4", |v| {
+        can_give(v, SECOND_TOKEN, 4 * UNIT)
+    })
+    .await;
+
+    // Alice: 30 of the first token for at least 10 of the second. Nothing crosses: it rests.
+    let order = |give_token, give_amount, want_token, want_amount| Request::PlaceOrder {
+        peer: hub_id.to_string(),
+        give_token,
+        give_amount,
+        want_token,
+        want_amount,
+        time_in_force: TimeInForce::GoodTillCancel,
+        expires_in_secs: Some(3_600),
+    };
+    let placed = alice
+        .link()
+        .ask(order(TOKEN, 30 * UNIT, SECOND_TOKEN, 10 * UNIT))
+        .await
+        .unwrap();
+    let Response::OrderPlaced(alices) = placed else {
+        panic!("{placed:?}");
+    };
+    assert_eq!(alices.state, OrderState::Open);
+    wait_view(&hub.link(), "alice's order in the hub's book", |v| {
+        v.book.iter().any(|o| {
+            o.owner == alice.entity && o.offer_id == alices.offer_id && o.remaining == 30 * UNIT
+        })
+    })
+    .await;
+    // Bob: 4 of the second for at least 12 of the first, exactly Alice's price: it fills at
+    // once against Alice's order, which is left partly filled.
+    let placed = bob
+        .link()
+        .ask(order(SECOND_TOKEN, 4 * UNIT, TOKEN, 12 * UNIT))
+        .await
+        .unwrap();
+    let Response::OrderPlaced(bobs) = placed else {
+        panic!("{placed:?}");
+    };
+    let bob_view = wait_view(&bob.link(), "bob's order filled", |v| {
+        v.orders
+            .iter()
+            .any(|o| o.offer_id == bobs.offer_id && o.state == OrderState::Filled)
+    })
+    .await;
+    let bobs = bob_view
+        .orders
+        .iter()
+        .find(|o| o.offer_id == bobs.offer_id)
+        .unwrap();
+    assert_eq!((bobs.filled, bobs.received), (4 * UNIT, Some(12 * UNIT)));
+    let alice_view = wait_view(&alice.link(), "alice's order partly filled", |v| {
+        v.orders
+            .iter()
+            .any(|o| o.offer_id == alices.offer_id && o.state == OrderState::PartlyFilled)
+    })
+    .await;
+    let partly = alice_view
+        .orders
+        .iter()
+        .find(|o| o.offer_id == alices.offer_id)
+        .unwrap();
+    assert_eq!(
+        (partly.filled, partly.received),
+        (12 * UNIT, Some(4 * UNIT))
+    );
+    assert_eq!(
+        position(&alice_view.accounts, hub_id),
+        -12 * (UNIT as i128),
+        "first token"
+    );
+    let hub_view = wait_view(&hub.link(), "the rest of alice's order rests", |v| {
+        v.book
+            .iter()
+            .any(|o| o.offer_id == alices.offer_id && o.remaining == 18 * UNIT)
+    })
+    .await;
+    assert_eq!(hub_view.book.len(), 1, "bob's order left no rest");
+
+    // Refused with a reason, and nothing changes: beyond capacity, a zero amount, a token
+    // the account does not hold, a cancel of an order that does not exist.
+    let settled = |view: &NodeView| {
+        let accounts: Vec<_> = view
+            .accounts
+            .iter()
+            .map(|a| (a.peer, a.height, a.state_hash, a.queued))
+            .collect();
+        (accounts, view.orders.clone())
+    };
+    let before = settled(&link_view(&alice.link()).await);
+    let refusals = [
+        (
+            order(TOKEN, 1_000 * UNIT, SECOND_TOKEN, UNIT),
+            "exceeds the capacity",
+        ),
+        (order(TOKEN, 0, SECOND_TOKEN, UNIT), "above zero"),
+        (
+            order(TOKEN, UNIT, 9, UNIT),
+            "token 9 is not in this account",
+        ),
+        (order(TOKEN, UNIT, TOKEN, UNIT), "one token for another"),
+        (
+            Request::CancelOrder {
+                peer: hub_id.to_string(),
+                offer_id: 999,
+            },
+            "no offer 999",
+        ),
+        (
+            Request::CancelOrder {
+                peer: "nobody".into(),
+                offer_id: alices.offer_id,
+            },
+            "no known entity is named",
+        ),
+    ];
+    for (request, reason) in refusals {
+        match alice.link().ask(request.clone()).await.unwrap() {
+            Response::Error { message } => {
+                assert!(message.contains(reason), "{request:?}: {message}")
+            }
+            other => panic!("{request:?} taken: {other:?}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        settled(&link_view(&alice.link()).await),
+        before,
+        "a refusal changed something"
+    );
+
+    // Alice cancels the rest: the hold is released, the fill stays.
+    let cancelled = alice
+        .link()
+        .ask(Request::CancelOrder {
+            peer: hub_id.to_string(),
+            offer_id: alices.offer_id,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(cancelled, Response::Done { .. }), "{cancelled:?}");
+    let alice_view = wait_view(&alice.link(), "alice's order cancelled", |v| {
+        v.orders
+            .iter()
+            .any(|o| o.offer_id == alices.offer_id && o.state == OrderState::Cancelled)
+    })
+    .await;
+    let hold: u128 = alice_view
+        .accounts
+        .iter()
+        .flat_map(|a| &a.tokens)
+        .map(|t| t.our_hold)
+        .sum();
+    assert_eq!(hold, 0, "the rest of the order is no longer held");
+    assert_eq!(
+        alice_view
+            .orders
+            .iter()
+            .find(|o| o.offer_id == alices.offer_id)
+            .unwrap()
+            .filled,
+        12 * UNIT
+    );
+    wait_view(&hub.link(), "the hub's book is empty", |v| {
+        v.book.is_empty()
+    })
+    .await;
     for node in [alice, bob, hub] {
         node.shutdown().await.unwrap();
     }

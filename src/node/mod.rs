@@ -9,6 +9,7 @@
 mod chain_worker;
 pub mod control;
 pub mod metrics;
+mod orders;
 pub mod settlement;
 mod view;
 mod writer;

@@ -7,10 +7,11 @@
 
 use super::chain_worker::ChainJob;
 use super::metrics::{Metrics, PaymentOutcome, gauge_value};
+use super::orders::{self, NEVER_EXPIRES_MS, Orders};
 use super::{NodeInput, settlement, view};
 use crate::api::{
-    ChainStatus, ChainTxView, ForwardView, ForwardsView, FrameSummary, LogLevel, LogLine,
-    NettingView, NodeView, PendingRequest, Request, Response, RouteView,
+    BOOK_ORDERS_SHOWN, ChainStatus, ChainTxView, ForwardView, ForwardsView, FrameSummary, LogLevel,
+    LogLine, NettingView, NodeView, PendingRequest, Request, Response, RouteView,
 };
 use crate::chain::client::ChainConfig;
 use crate::config::Config;
@@ -25,7 +26,7 @@ use xln_core::board::{Board, EntityId, QuorumError, QuorumSignature};
 use xln_core::crypto::{Address, Hash, SignerKey};
 use xln_core::entity::{
     ChainRequest, EntityEvent, EntityState, EntityTx, KEPT_FINISHED_PAYMENTS, PaymentOrder,
-    RouteHop,
+    RouteHop, SwapOrder,
 };
 use xln_core::gossip::{Profile, ProfileAccount, ProfileError, ProfileStore, SignedProfile};
 use xln_core::onion::Preimage;
@@ -114,6 +115,8 @@ pub(super) struct Writer {
     frames: BTreeMap<EntityId, Vec<FrameSummary>>,
     started: BTreeMap<Hash, (u64, usize)>,
     forwards: ForwardsView,
+    /// Our swap orders as their events came.
+    orders: Orders,
     log: VecDeque<LogLine>,
     chain_status: ChainStatus,
     pending_chain: Vec<ChainTxView>,
@@ -158,6 +161,14 @@ impl Writer {
             chain_id: parts.chain.chain_id,
             ..ChainStatus::default()
         };
+        let orders = parts
+            .runtime
+            .replica(&ReplicaId {
+                entity: parts.entity,
+                signer: parts.key.address(),
+            })
+            .map(|replica| Orders::open_in(replica.state(), now_ms()))
+            .unwrap_or_default();
         Self {
             last_snapshot_seq: parts.seq,
             logged_since_snapshot: 0,
@@ -179,6 +190,7 @@ impl Writer {
             frames: BTreeMap::new(),
             started: BTreeMap::new(),
             forwards: ForwardsView::default(),
+            orders,
             log: VecDeque::new(),
             chain_status,
             pending_chain: Vec::new(),
@@ -370,6 +382,17 @@ impl Writer {
                 self.refused_settlements.insert((peer, digest));
             }
         }
+        // Our orders numbered in this turn, each answered once, in the order they were placed.
+        let mut placed: Vec<(u64, SwapOrder)> = events
+            .iter()
+            .filter_map(|e| match e {
+                RuntimeEvent::Entity {
+                    event: EntityEvent::SwapOffered { offer_id, order },
+                    ..
+                } => Some((*offer_id, order.clone())),
+                _ => None,
+            })
+            .collect();
         for submitted in turn.submitted {
             let dropped = events.iter().find_map(|e| match e {
                 RuntimeEvent::TxDropped { tx, error, .. } if **tx == submitted.tx => {
@@ -377,9 +400,12 @@ impl Writer {
                 }
                 _ => None,
             });
-            let response = match dropped {
-                Some(message) => Response::Error { message },
-                None => submitted.ok,
+            let response = match (dropped, &submitted.tx) {
+                (Some(message), _) => Response::Error { message },
+                (None, EntityTx::PlaceSwap(order)) => {
+                    self.placed_response(order, &mut placed, submitted.ok)
+                }
+                (None, _) => submitted.ok,
             };
             let _ = submitted.reply.send(response);
         }
@@ -413,11 +439,36 @@ impl Writer {
         let Some(state) = self.state() else {
             return false;
         };
+        let clock = xln_core::account::Clock {
+            timestamp: now,
+            j_height: state.j_height,
+        };
         state.accounts.values().any(|entry| {
             entry.account.pending().is_some()
                 || !entry.account.mempool().is_empty()
                 || !entry.account.state().locks.is_empty()
         }) || !state.awaiting.is_empty()
+            // Offers of our peers that expired: the tick releases them.
+            || !state.expired_offers(clock).is_empty()
+    }
+
+    /// The answer to an order of ours that the entity took: the order with its number, once
+    /// the entity numbered it in this turn (a board member that is not the proposer only
+    /// forwards it: its number comes when the frame commits).
+    fn placed_response(
+        &self,
+        order: &SwapOrder,
+        placed: &mut Vec<(u64, SwapOrder)>,
+        forwarded: Response,
+    ) -> Response {
+        let Some(index) = placed.iter().position(|(_, o)| o == order) else {
+            return forwarded;
+        };
+        let (offer_id, _) = placed.remove(index);
+        match self.orders.get(&order.peer, offer_id) {
+            Some(view) => Response::OrderPlaced(view.clone()),
+            None => forwarded,
+        }
     }
 
     /// Sorts one queued item into the turn.
@@ -652,6 +703,7 @@ impl Writer {
                 );
             }
             EntityEvent::Account { peer, event } => {
+                self.follow_order_txs(peer, &event);
                 if let xln_core::account::AccountEvent::Committed {
                     height,
                     frame_hash,
@@ -770,13 +822,52 @@ impl Writer {
                 LogLevel::Info,
                 format!("chain operation decided: {request:?}"),
             ),
-            swap @ (EntityEvent::SwapOffered { .. }
-            | EntityEvent::SwapResolved { .. }
-            | EntityEvent::SwapCancelled { .. }
-            | EntityEvent::SwapMatched { .. }
+            EntityEvent::SwapOffered { offer_id, order } => {
+                self.orders.placed(offer_id, &order, now);
+                self.log_line(
+                    LogLevel::Info,
+                    format!(
+                        "order {offer_id} placed with {}: {} of token {} for {} of token {} \
+                         ({:?})",
+                        order.peer.short(),
+                        order.give_amount,
+                        order.give_token,
+                        order.want_amount,
+                        order.want_token,
+                        order.time_in_force
+                    ),
+                );
+            }
+            EntityEvent::SwapResolved {
+                peer,
+                offer_id,
+                fill,
+                want_paid,
+            } => {
+                let open = self
+                    .state()
+                    .is_some_and(|state| orders::offer_open(state, &peer, offer_id));
+                self.orders
+                    .resolved(peer, offer_id, (fill, want_paid), open);
+                self.log_line(
+                    LogLevel::Info,
+                    format!(
+                        "order {offer_id} with {}: {fill} given, {want_paid} received{}",
+                        peer.short(),
+                        if open { "" } else { ", closed" }
+                    ),
+                );
+            }
+            EntityEvent::SwapCancelled { peer, offer_id } => {
+                self.orders.expired(peer, offer_id);
+                self.log_line(
+                    LogLevel::Info,
+                    format!("order {offer_id} with {} expired", peer.short()),
+                );
+            }
+            swap @ (EntityEvent::SwapMatched { .. }
             | EntityEvent::SwapLegDropped { .. }
-            | EntityEvent::SwapExpired { .. }
-            | EntityEvent::SwapNotBooked { .. }) => {
+            | EntityEvent::SwapExpired { .. }) => {
                 self.log_line(LogLevel::Info, format!("swap: {swap:?}"))
             }
         }
@@ -799,6 +890,50 @@ impl Writer {
         self.started.retain(|hashlock, (at, _)| {
             state.payments.contains_key(hashlock) || now.saturating_sub(*at) < YOUNG_MS
         });
+    }
+
+    /// Our cancels that committed, and our orders or cancels the account refused when our
+    /// frame was built.
+    fn follow_order_txs(&mut self, peer: EntityId, event: &xln_core::account::AccountEvent) {
+        use xln_core::account::AccountEvent;
+        let Some(side) = self
+            .state()
+            .and_then(|state| orders::our_side(state, &peer))
+        else {
+            return;
+        };
+        match event {
+            AccountEvent::Committed { by_left, txs, .. }
+                if *by_left == (side == xln_core::delta::Side::Left) =>
+            {
+                for tx in txs {
+                    if let AccountTx::SwapCancel { offer_id } = tx {
+                        self.orders.cancelled(peer, *offer_id);
+                    }
+                }
+            }
+            AccountEvent::TxDropped {
+                tx: AccountTx::SwapOffer { offer_id, .. },
+                error,
+            } => {
+                self.orders.refused(peer, *offer_id, error.to_string());
+                self.log_line(
+                    LogLevel::Warn,
+                    format!("order {offer_id} with {} refused: {error}", peer.short()),
+                );
+            }
+            AccountEvent::TxDropped {
+                tx: AccountTx::SwapCancel { offer_id },
+                error,
+            } => self.log_line(
+                LogLevel::Warn,
+                format!(
+                    "cancel of order {offer_id} with {} refused: {error}",
+                    peer.short()
+                ),
+            ),
+            _ => {}
+        }
     }
 
     fn push_forward(&mut self, forward: ForwardView) {
@@ -862,7 +997,8 @@ impl Writer {
             | Request::Routes { .. }
             | Request::PaymentStatus { .. }
             | Request::AwaitPayment { .. }
-            | Request::Netting => Ok(Planned::Read(request)),
+            | Request::Netting
+            | Request::Orders => Ok(Planned::Read(request)),
             Request::OpenAccount { peer } => {
                 let (peer, peer_board) = self.resolve_peer(&peer)?;
                 if state.accounts.contains_key(&peer) {
@@ -997,6 +1133,63 @@ impl Writer {
                 "netting proposal {id}: executing or dismissing proposals is not built into the \
                  node yet; `netting` shows what the accounts would settle"
             )),
+            Request::PlaceOrder {
+                peer,
+                give_token,
+                give_amount,
+                want_token,
+                want_amount,
+                time_in_force,
+                expires_in_secs,
+            } => {
+                let peer = self.existing_account(&peer)?;
+                let expires_at_ms = match expires_in_secs {
+                    None => NEVER_EXPIRES_MS,
+                    Some(0) => return Err("the expiry must be at least a second away".into()),
+                    Some(secs) => secs
+                        .checked_mul(1_000)
+                        .and_then(|ms| now.checked_add(ms))
+                        .filter(|at| *at < NEVER_EXPIRES_MS)
+                        .ok_or("the expiry is too far away")?,
+                };
+                // The entity checks the order against the account and refuses it with the
+                // account's reason (see `place_swap`).
+                Ok(Planned::Submit {
+                    tx: EntityTx::PlaceSwap(SwapOrder {
+                        peer,
+                        give_token,
+                        give_amount,
+                        want_token,
+                        want_amount,
+                        expires_at_ms,
+                        time_in_force,
+                    }),
+                    ok: Response::Done {
+                        what: format!(
+                            "order sent to the board of our entity; its number shows in the \
+                             orders once it commits (account with {})",
+                            peer.short()
+                        ),
+                    },
+                })
+            }
+            Request::CancelOrder { peer, offer_id } => {
+                let peer = self.existing_account(&peer)?;
+                let tx = AccountTx::SwapCancel { offer_id };
+                state
+                    .check_account_tx(&peer, &tx)
+                    .map_err(|error| error.to_string())?;
+                Ok(Planned::Submit {
+                    tx: EntityTx::Account { peer, tx },
+                    ok: Response::Done {
+                        what: format!(
+                            "cancel of order {offer_id} with {} sent: what is left of it is \
+                             released once the peer signs",
+                            peer.short()
+                        ),
+                    },
+                })
+            }
             Request::BlockPeer { signer, blocked } => {
                 self.net.set_blocked(signer, blocked);
                 Ok(Planned::Answered(Response::Done {
@@ -1286,6 +1479,13 @@ impl Writer {
                 self.payment_response(hashlock)
             }
             Request::Netting => Response::Netting(self.netting_view()),
+            Request::Orders => Response::Orders {
+                orders: self.orders.views(&self.profiles),
+                book: self
+                    .state()
+                    .map(|state| orders::book(state, &self.profiles, BOOK_ORDERS_SHOWN))
+                    .unwrap_or_default(),
+            },
             other => Response::Error {
                 message: format!("{other:?} is not a read"),
             },
@@ -1434,6 +1634,8 @@ impl Writer {
             tokens: self.tokens(),
             pending_chain_txs: self.pending_chain.clone(),
             log: self.log.iter().cloned().collect(),
+            orders: self.orders.views(&self.profiles),
+            book: orders::book(state, &self.profiles, BOOK_ORDERS_SHOWN),
         }
     }
 
@@ -1531,6 +1733,7 @@ fn tx_kind(tx: &EntityTx) -> &'static str {
         EntityTx::Chain(_) => "a chain operation",
         EntityTx::ProposeSettlement { .. } => "a settlement proposal",
         EntityTx::AcceptSettlement { .. } => "accepting a settlement",
+        EntityTx::PlaceSwap(_) => "a swap order",
         _ => "a transaction",
     }
 }

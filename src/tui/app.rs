@@ -425,7 +425,11 @@ impl Console {
         let mut tabs = Vec::new();
         for screen in ScreenId::ALL {
             let key = self.keymap.label(Section::Global, screen.show_action());
-            let title = screen.title();
+            let title = if wide {
+                screen.title()
+            } else {
+                screen.narrow_title()
+            };
             let label_width =
                 cells(key.chars().count() + title.len()).saturating_add(if wide { 3 } else { 0 });
             tabs.push(Tab {
@@ -616,7 +620,7 @@ impl Console {
             ("enter", "submit / yes"),
             ("esc", "cancel / no / stop typing"),
             ("tab", "next field, or complete"),
-            ("←→", "choose the token"),
+            ("←→", "choose token or in force"),
             ("ctrl-u", "clear the field"),
         ] {
             left_lines.push(entry(keys.into(), what.into()));
@@ -643,13 +647,14 @@ fn draw_confirm(frame: &mut Frame, confirm: &Confirm, ui: &Ui) {
         .title(Line::styled(" Confirm ", ui.theme.warn()))
         .title_bottom(hints(ui, &[("y/enter", "yes, send it"), ("n/esc", "no")]))
         .style(ui.theme.base());
+    let consequence = match confirm.request {
+        Request::CancelOrder { .. } => "What is filled stays filled; the rest is given up.",
+        _ => "This moves money and cannot be taken back.",
+    };
     let text = vec![
         Line::styled(capitalized(&confirm.summary), ui.theme.text()),
         Line::default(),
-        Line::styled(
-            "This moves money and cannot be taken back.",
-            ui.theme.warn(),
-        ),
+        Line::styled(consequence, ui.theme.warn()),
     ];
     frame.render_widget(
         Paragraph::new(text).wrap(Wrap { trim: true }).block(block),

@@ -4,7 +4,7 @@
 use super::context::{RequestId, Ui};
 use super::format::{cells, entity_label};
 use crate::amount::TokenFormat;
-use crate::api::{NodeView, ProfileView, Request};
+use crate::api::{NodeView, ProfileView, Request, TimeInForce, time_in_force_label};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Rect};
@@ -18,12 +18,19 @@ use xln_core::delta::TokenId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormKind {
     OpenAccount,
-    SetCredit { peer: EntityId },
-    AddCollateral { peer: EntityId },
+    SetCredit {
+        peer: EntityId,
+    },
+    AddCollateral {
+        peer: EntityId,
+    },
     Deposit,
     Withdraw,
     MoveToCollateral,
     Pay,
+    /// A swap order on the account with a peer: give one token for at least an amount of
+    /// another.
+    PlaceOrder,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,16 +39,35 @@ enum FieldKind {
     Peer,
     /// One of `view.tokens`, chosen with ←/→.
     Token,
+    /// In the token of the nearest token field above it.
     Amount,
     /// An optional address (empty: the default).
     Address,
+    /// One of [`TIMES_IN_FORCE`], chosen with ←/→.
+    TimeInForce,
 }
+
+/// The times in force an order form offers, in the order ←/→ goes through them.
+const TIMES_IN_FORCE: [TimeInForce; 3] = [
+    TimeInForce::GoodTillCancel,
+    TimeInForce::ImmediateOrCancel,
+    TimeInForce::FillOrKill,
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Field {
     label: &'static str,
     kind: FieldKind,
     text: String,
+    /// For a field chosen with ←/→: the index of the choice (into `view.tokens`, or into
+    /// [`TIMES_IN_FORCE`]).
+    choice: usize,
+}
+
+impl Field {
+    fn is_choice(&self) -> bool {
+        matches!(self.kind, FieldKind::Token | FieldKind::TimeInForce)
+    }
 }
 
 /// What a key did to a form.
@@ -68,8 +94,6 @@ pub struct Form {
     pub kind: FormKind,
     fields: Vec<Field>,
     focus: usize,
-    /// Index into `view.tokens` of the chosen token.
-    token_index: usize,
     /// What the node said to the last submission, if it refused it.
     pub node_error: Option<String>,
     /// The submission waiting for the node's answer: the form cannot be sent again meanwhile.
@@ -84,6 +108,7 @@ impl Form {
             label,
             kind,
             text: String::new(),
+            choice: 0,
         };
         let fields = match &kind {
             FormKind::OpenAccount => vec![field("peer", FieldKind::Peer)],
@@ -108,21 +133,34 @@ impl Form {
                 field("token", FieldKind::Token),
                 field("amount", FieldKind::Amount),
             ],
+            FormKind::PlaceOrder => vec![
+                field("peer", FieldKind::Peer),
+                field("give", FieldKind::Token),
+                field("amount", FieldKind::Amount),
+                // The second token: an order gives one token for another.
+                Field {
+                    choice: 1,
+                    ..field("want", FieldKind::Token)
+                },
+                field("at least", FieldKind::Amount),
+                field("in force", FieldKind::TimeInForce),
+            ],
         };
         Form {
             kind,
             fields,
             focus: 0,
-            token_index: 0,
             node_error: None,
             pending: None,
         }
     }
 
-    /// Starts on the token `token` (an account's or a reserve's).
+    /// Starts on the token `token` (an account's or a reserve's) in its first token field.
     pub fn with_token(mut self, view: &NodeView, token: TokenId) -> Form {
-        if let Some(index) = view.tokens.iter().position(|info| info.id == token) {
-            self.token_index = index;
+        if let Some(index) = view.tokens.iter().position(|info| info.id == token)
+            && let Some(field) = self.fields.iter_mut().find(|f| f.kind == FieldKind::Token)
+        {
+            field.choice = index;
         }
         if let Some(amount) = self.fields.iter().position(|f| f.kind == FieldKind::Amount) {
             self.focus = amount;
@@ -150,6 +188,7 @@ impl Form {
             FormKind::Withdraw => "Withdraw from the reserve".into(),
             FormKind::MoveToCollateral => "Move reserve into collateral".into(),
             FormKind::Pay => "Payment".into(),
+            FormKind::PlaceOrder => "Swap order".into(),
         }
     }
 
@@ -184,20 +223,23 @@ impl Form {
             KeyCode::BackTab | KeyCode::Up => {
                 self.focus = (self.focus + self.fields.len() - 1) % self.fields.len();
             }
-            KeyCode::Left | KeyCode::Right if kind == FieldKind::Token => {
-                let count = view.tokens.len().max(1);
+            KeyCode::Left | KeyCode::Right if field.is_choice() => {
+                let count = match kind {
+                    FieldKind::TimeInForce => TIMES_IN_FORCE.len(),
+                    _ => view.tokens.len().max(1),
+                };
                 let step = if key.code == KeyCode::Left {
                     count - 1
                 } else {
                     1
                 };
-                self.token_index = (self.token_index + step) % count;
+                field.choice = (field.choice + step) % count;
             }
-            KeyCode::Backspace if kind != FieldKind::Token => {
+            KeyCode::Backspace if !field.is_choice() => {
                 field.text.pop();
             }
             KeyCode::Char('u') if control => field.text.clear(),
-            KeyCode::Char(c) if !control && kind != FieldKind::Token && !c.is_control() => {
+            KeyCode::Char(c) if !control && !field.is_choice() && !c.is_control() => {
                 field.text.push(c);
             }
             _ => return FormEvent::Ignored,
@@ -209,45 +251,95 @@ impl Form {
     /// Checks every field against the view: the problem of each field (or `None`), and the
     /// submission when there are none.
     pub fn check(&self, view: &NodeView) -> (Vec<Option<String>>, Option<Submission>) {
-        let token = view
-            .tokens
-            .get(self.token_index)
-            .map(|info| info.id)
-            .ok_or_else(|| "the node knows no tokens yet".to_string());
-        let format = token.as_ref().map(|id| TokenFormat::of(view, *id)).ok();
         let mut problems = Vec::with_capacity(self.fields.len());
         let mut peer = None;
-        let mut amount = None;
+        // The chosen tokens and the amounts, in the order of their fields.
+        let mut tokens: Vec<TokenId> = Vec::new();
+        let mut amounts: Vec<u128> = Vec::new();
         let mut address = None;
+        let mut time_in_force = TimeInForce::GoodTillCancel;
+        // The token of the nearest token field above: the one the amounts below it are in.
+        let mut token: Result<TokenId, String> = Err("choose a token first".into());
         for field in &self.fields {
             let problem = match field.kind {
                 FieldKind::Peer => resolve_entity(&field.text, view)
                     .and_then(|entity| self.check_peer(entity, view))
                     .map(|entity| peer = Some(entity))
                     .err(),
-                FieldKind::Token => token.as_ref().err().cloned(),
-                FieldKind::Amount => match (&token, &format) {
-                    (Ok(id), Some(format)) => format
-                        .parse(&field.text)
-                        .map_err(|e| e.to_string())
-                        .and_then(|units| self.check_amount(units, *id, format, view))
-                        .map(|units| amount = Some(units))
-                        .err(),
-                    _ => Some("choose a token first".into()),
+                FieldKind::Token => {
+                    token = view
+                        .tokens
+                        .get(field.choice)
+                        .map(|info| info.id)
+                        .ok_or_else(|| match view.tokens.len() {
+                            0 => "the node knows no tokens yet".to_string(),
+                            _ => "choose a token with ←→".to_string(),
+                        })
+                        .and_then(|id| self.check_token(id, &tokens, peer, view));
+                    if let Ok(id) = token {
+                        tokens.push(id);
+                    }
+                    token.as_ref().err().cloned()
+                }
+                FieldKind::Amount => match &token {
+                    Ok(id) => {
+                        let format = TokenFormat::of(view, *id);
+                        format
+                            .parse(&field.text)
+                            .map_err(|e| e.to_string())
+                            .and_then(|units| {
+                                self.check_amount(units, *id, amounts.len(), peer, &format, view)
+                            })
+                            .map(|units| amounts.push(units))
+                            .err()
+                    }
+                    Err(_) => Some("choose a token first".into()),
                 },
                 FieldKind::Address => parse_address(&field.text)
                     .map(|parsed| address = Some(parsed))
                     .err(),
+                FieldKind::TimeInForce => match TIMES_IN_FORCE.get(field.choice) {
+                    Some(chosen) => {
+                        time_in_force = *chosen;
+                        None
+                    }
+                    None => Some("choose a time in force".into()),
+                },
             };
             problems.push(problem);
         }
-        let submission = match (token, format) {
-            (Ok(token), Some(format)) if problems.iter().all(Option::is_none) => {
-                self.submission(view, peer, token, &format, amount.unwrap_or(0), address)
-            }
-            _ => None,
+        let submission = if problems.iter().all(Option::is_none) {
+            self.submission(view, peer, &tokens, &amounts, address, time_in_force)
+        } else {
+            None
         };
         (problems, submission)
+    }
+
+    /// The rules on the tokens of each form: those chosen before it are in `earlier`.
+    fn check_token(
+        &self,
+        token: TokenId,
+        earlier: &[TokenId],
+        peer: Option<EntityId>,
+        view: &NodeView,
+    ) -> Result<TokenId, String> {
+        if self.kind != FormKind::PlaceOrder {
+            return Ok(token);
+        }
+        if earlier.contains(&token) {
+            return Err("give one token for another".into());
+        }
+        // An order needs both tokens in the account (the account refuses it otherwise).
+        let held =
+            |account: &crate::api::AccountView| account.tokens.iter().any(|t| t.token == token);
+        match peer.and_then(|peer| view.accounts.iter().find(|a| a.peer == peer)) {
+            Some(account) if !held(account) => Err(format!(
+                "not in the account with {}",
+                entity_label(view, &account.peer)
+            )),
+            _ => Ok(token),
+        }
     }
 
     /// The rules on the peer of each form.
@@ -260,18 +352,20 @@ impl Form {
             FormKind::OpenAccount if has_account => {
                 Err("we already have an account with it".into())
             }
-            FormKind::MoveToCollateral if !has_account => {
+            FormKind::MoveToCollateral | FormKind::PlaceOrder if !has_account => {
                 Err("no account with it (open one first)".into())
             }
             _ => Ok(entity),
         }
     }
 
-    /// The rules on the amount of each form.
+    /// The rules on the amount of each form; `index` counts the amount fields above it.
     fn check_amount(
         &self,
         amount: u128,
         token: TokenId,
+        index: usize,
+        peer: Option<EntityId>,
         format: &TokenFormat,
         view: &NodeView,
     ) -> Result<u128, String> {
@@ -318,6 +412,21 @@ impl Form {
                     Some(_) => Ok(amount),
                 }
             }
+            // Both amounts of an order move in the account's signed deltas.
+            FormKind::PlaceOrder if i128::try_from(amount).is_err() => Err("too large".into()),
+            // What we give goes on hold: the account's outgoing capacity bounds it.
+            FormKind::PlaceOrder if index == 0 => {
+                let capacity = peer
+                    .and_then(|peer| view.accounts.iter().find(|a| a.peer == peer))
+                    .and_then(|account| account.tokens.iter().find(|t| t.token == token))
+                    .map(|t| t.out_capacity);
+                match capacity {
+                    Some(capacity) if amount > capacity => {
+                        above("the account's outgoing capacity", capacity)
+                    }
+                    _ => Ok(amount),
+                }
+            }
             _ => Ok(amount),
         }
     }
@@ -326,24 +435,29 @@ impl Form {
         &self,
         view: &NodeView,
         peer: Option<EntityId>,
-        token: TokenId,
-        format: &TokenFormat,
-        amount: u128,
+        tokens: &[TokenId],
+        amounts: &[u128],
         to: Option<Option<Address>>,
+        time_in_force: TimeInForce,
     ) -> Option<Submission> {
         let label = |entity: &EntityId| entity_label(view, entity);
-        let shown = format.amount_with_symbol(amount);
+        if self.kind == FormKind::OpenAccount {
+            let peer = peer?;
+            return Some(Submission {
+                request: Request::OpenAccount {
+                    peer: peer.to_string(),
+                },
+                summary: format!("open an account with {}", label(&peer)),
+                on_chain: false,
+            });
+        }
+        // Every other form has a token and an amount in it.
+        let token = *tokens.first()?;
+        let amount = *amounts.first()?;
+        let shown = TokenFormat::of(view, token).amount_with_symbol(amount);
         let (request, summary, on_chain) = match &self.kind {
-            FormKind::OpenAccount => {
-                let peer = peer?;
-                (
-                    Request::OpenAccount {
-                        peer: peer.to_string(),
-                    },
-                    format!("open an account with {}", label(&peer)),
-                    false,
-                )
-            }
+            // Answered above.
+            FormKind::OpenAccount => return None,
             FormKind::SetCredit { peer } => (
                 Request::Credit {
                     peer: peer.to_string(),
@@ -406,6 +520,29 @@ impl Form {
                     false,
                 )
             }
+            FormKind::PlaceOrder => {
+                let peer = peer?;
+                let want_token = *tokens.get(1)?;
+                let want_amount = *amounts.get(1)?;
+                let wanted = TokenFormat::of(view, want_token).amount_with_symbol(want_amount);
+                (
+                    Request::PlaceOrder {
+                        peer: peer.to_string(),
+                        give_token: token,
+                        give_amount: amount,
+                        want_token,
+                        want_amount,
+                        time_in_force,
+                        expires_in_secs: None,
+                    },
+                    format!(
+                        "offer {shown} for at least {wanted} to {} ({})",
+                        label(&peer),
+                        time_in_force_label(time_in_force)
+                    ),
+                    false,
+                )
+            }
         };
         Some(Submission {
             request,
@@ -428,9 +565,21 @@ impl Form {
                     let symbol = ui
                         .view
                         .tokens
-                        .get(self.token_index)
+                        .get(field.choice)
                         .map_or("(none)".to_string(), |t| t.symbol.clone());
                     spans.push(Span::styled(format!("◀ {symbol} ▶"), theme.text()));
+                }
+                FieldKind::TimeInForce => {
+                    if let Some(chosen) = TIMES_IN_FORCE.get(field.choice) {
+                        spans.push(Span::styled(
+                            format!("◀ {} ▶", time_in_force_label(*chosen)),
+                            theme.text(),
+                        ));
+                        spans.push(Span::styled(
+                            format!(" {}", time_in_force_meaning(*chosen)),
+                            theme.dim(),
+                        ));
+                    }
                 }
                 _ => {
                     spans.push(Span::styled(field.text.clone(), theme.text()));
@@ -440,7 +589,7 @@ impl Form {
                 }
             }
             if let Some(problem) = problem {
-                let style = if field.text.is_empty() && field.kind != FieldKind::Token {
+                let style = if field.text.is_empty() && !field.is_choice() {
                     theme.dim()
                 } else {
                     theme.error()
@@ -481,6 +630,11 @@ impl Form {
         } else {
             0
         };
+        let choices = if self.fields.iter().any(|f| f.kind == FieldKind::TimeInForce) {
+            "token/in force"
+        } else {
+            "token"
+        };
         // Fields, completions, the node's error or the spinner, borders.
         let height = self.fields.len() + completions + 2 + 2;
         let area = popup_area(frame.area(), 72, cells(height));
@@ -498,13 +652,22 @@ impl Form {
                     ("enter", "submit"),
                     ("esc", "cancel"),
                     ("tab", "next/complete"),
-                    ("←→", "token"),
+                    ("←→", choices),
                 ],
             ))
             .style(ui.theme.base());
         let inner = block.inner(area);
         frame.render_widget(block, area);
         self.draw_fields(frame, inner, ui, true);
+    }
+}
+
+/// What a time in force does, in a few words.
+fn time_in_force_meaning(time_in_force: TimeInForce) -> &'static str {
+    match time_in_force {
+        TimeInForce::GoodTillCancel => "rests until filled or cancelled",
+        TimeInForce::ImmediateOrCancel => "takes what matches now",
+        TimeInForce::FillOrKill => "all at once or nothing",
     }
 }
 

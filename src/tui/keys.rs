@@ -202,10 +202,11 @@ pub enum Section {
     Network,
     Forwards,
     Log,
+    Orders,
 }
 
 impl Section {
-    pub const ALL: [Section; 11] = [
+    pub const ALL: [Section; 12] = [
         Section::Global,
         Section::List,
         Section::Overview,
@@ -217,6 +218,7 @@ impl Section {
         Section::Network,
         Section::Forwards,
         Section::Log,
+        Section::Orders,
     ];
 
     pub fn name(self) -> &'static str {
@@ -232,6 +234,7 @@ impl Section {
             Section::Network => "network",
             Section::Forwards => "forwards",
             Section::Log => "log",
+            Section::Orders => "orders",
         }
     }
 
@@ -253,6 +256,7 @@ impl Section {
                 ShowNetwork,
                 ShowForwards,
                 ShowLog,
+                ShowOrders,
             ],
             Section::List => &[Up, Down, PageUp, PageDown, First, Last],
             Section::Overview | Section::Htlcs | Section::Forwards => &[],
@@ -262,6 +266,7 @@ impl Section {
             Section::Reserves => &[Deposit, Withdraw, MoveToCollateral],
             Section::Network => &[SwitchPane, OpenAccount, ToggleHubsOnly, BlockPeer],
             Section::Log => &[FilterText, CycleLevel, ClearFilter],
+            Section::Orders => &[PlaceOrder, CancelOrder],
         }
     }
 }
@@ -282,6 +287,7 @@ pub enum Action {
     ShowNetwork,
     ShowForwards,
     ShowLog,
+    ShowOrders,
     Up,
     Down,
     PageUp,
@@ -306,6 +312,8 @@ pub enum Action {
     FilterText,
     CycleLevel,
     ClearFilter,
+    PlaceOrder,
+    CancelOrder,
 }
 
 impl Action {
@@ -335,6 +343,7 @@ impl Action {
             ShowNetwork => ("show_network", "network screen"),
             ShowForwards => ("show_forwards", "forwards screen"),
             ShowLog => ("show_log", "log screen"),
+            ShowOrders => ("show_orders", "orders screen (swaps)"),
             Up => ("up", "select the row above"),
             Down => ("down", "select the row below"),
             PageUp => ("page_up", "one page up"),
@@ -362,6 +371,8 @@ impl Action {
             FilterText => ("filter_text", "filter lines by text"),
             CycleLevel => ("cycle_level", "next lowest level shown"),
             ClearFilter => ("clear_filter", "clear the filters"),
+            PlaceOrder => ("place_order", "place a swap order"),
+            CancelOrder => ("cancel_order", "cancel the selected order"),
         }
     }
 }

@@ -360,6 +360,41 @@ fn sample_view() -> NodeView {
             text: text.into(),
         })
         .collect(),
+        orders: vec![
+            OrderView {
+                peer: hub1(),
+                peer_name: Some("hub-1".into()),
+                offer_id: 6,
+                give_token: USDC,
+                give_amount: usdc(100),
+                want_token: WETH,
+                want_amount: 40_000_000_000_000_000,
+                time_in_force: TimeInForce::GoodTillCancel,
+                expires_at_ms: Some(NOW + 3_600_000),
+                filled: usdc(25),
+                received: Some(10_000_000_000_000_000),
+                state: OrderState::PartlyFilled,
+                reason: None,
+                placed_at: NOW - 60_000,
+            },
+            OrderView {
+                peer: hub1(),
+                peer_name: Some("hub-1".into()),
+                offer_id: 4,
+                give_token: WETH,
+                give_amount: 500_000_000_000_000_000,
+                want_token: USDC,
+                want_amount: usdc(1250),
+                time_in_force: TimeInForce::FillOrKill,
+                expires_at_ms: None,
+                filled: 500_000_000_000_000_000,
+                received: Some(usdc(1260)),
+                state: OrderState::Filled,
+                reason: None,
+                placed_at: NOW - 600_000,
+            },
+        ],
+        book: Vec::new(),
     }
 }
 
@@ -417,7 +452,11 @@ fn keys_and_clicks_switch_screens() {
     key(&mut console, KeyCode::BackTab);
     key(&mut console, KeyCode::BackTab);
     key(&mut console, KeyCode::BackTab);
-    assert_eq!(console.screen(), ScreenId::Log, "wraps around");
+    assert_eq!(console.screen(), ScreenId::Orders, "wraps around");
+    key(&mut console, KeyCode::Char('9'));
+    assert_eq!(console.screen(), ScreenId::Log);
+    key(&mut console, KeyCode::Char('0'));
+    assert_eq!(console.screen(), ScreenId::Orders);
     render(&console, 80, 24);
     // Narrow tabs: " 1Overview 2Accounts 3Pay 4HTLCs …": "4HTLCs" starts at column 26.
     click(&mut console, 27, 0);
@@ -839,6 +878,153 @@ fn network_blocks_peers_and_opens_accounts_with_profiles() {
 }
 
 #[test]
+fn an_order_is_checked_as_typed_and_sent_once_valid() {
+    let mut console = console();
+    key(&mut console, KeyCode::Char('0'));
+    key(&mut console, KeyCode::Char('n'));
+    assert!(matches!(
+        console.form().map(|f| &f.kind),
+        Some(FormKind::PlaceOrder)
+    ));
+    // The selected order's peer is filled in: on to the give token (USDC), then its amount.
+    key(&mut console, KeyCode::Tab);
+    key(&mut console, KeyCode::Tab);
+    keys(&mut console, "0");
+    assert!(render(&console, 80, 24).contains("must be more than 0"));
+    key(&mut console, KeyCode::Backspace);
+    // Beyond what the account can give (125 USDC out with hub-1).
+    keys(&mut console, "126");
+    assert!(render(&console, 80, 24).contains("above the account's outgoing capacity (125 USDC)"));
+    key(&mut console, KeyCode::Enter);
+    nothing_sent(&mut console);
+    console.handle_event(&Event::Key(KeyEvent::new(
+        KeyCode::Char('u'),
+        KeyModifiers::CONTROL,
+    )));
+    keys(&mut console, "100");
+    // The want token starts on WETH; USDC for itself is refused.
+    key(&mut console, KeyCode::Tab);
+    key(&mut console, KeyCode::Left);
+    assert!(render(&console, 80, 24).contains("give one token for another"));
+    key(&mut console, KeyCode::Right);
+    key(&mut console, KeyCode::Tab);
+    // 2e38 units: fits u128, not the account's signed deltas.
+    keys(&mut console, "200000000000000000000");
+    assert!(
+        render(&console, 80, 24).contains("too large"),
+        "beyond i128"
+    );
+    console.handle_event(&Event::Key(KeyEvent::new(
+        KeyCode::Char('u'),
+        KeyModifiers::CONTROL,
+    )));
+    keys(&mut console, "0.04");
+    // Immediate-or-cancel.
+    key(&mut console, KeyCode::Tab);
+    key(&mut console, KeyCode::Right);
+    key(&mut console, KeyCode::Enter);
+    let (id, request) = sent(&mut console);
+    assert_eq!(
+        request,
+        Request::PlaceOrder {
+            peer: hub1().to_string(),
+            give_token: USDC,
+            give_amount: usdc(100),
+            want_token: WETH,
+            want_amount: 40_000_000_000_000_000,
+            time_in_force: TimeInForce::ImmediateOrCancel,
+            expires_in_secs: None,
+        }
+    );
+    key(&mut console, KeyCode::Enter);
+    nothing_sent(&mut console);
+    console.on_response(
+        id,
+        Response::Error {
+            message: "account with hub-1: token 2 is not in this account".into(),
+        },
+    );
+    assert!(render(&console, 80, 24).contains("node: account with hub-1: token 2 is not"));
+}
+
+#[test]
+fn a_token_the_account_does_not_hold_is_refused_in_the_order_form() {
+    let mut console = console();
+    key(&mut console, KeyCode::Char('0'));
+    key(&mut console, KeyCode::Char('n'));
+    // bob's account holds USDC only.
+    console.handle_event(&Event::Key(KeyEvent::new(
+        KeyCode::Char('u'),
+        KeyModifiers::CONTROL,
+    )));
+    keys(&mut console, "bob");
+    key(&mut console, KeyCode::Tab);
+    key(&mut console, KeyCode::Right);
+    assert!(render(&console, 80, 24).contains("not in the account with bob"));
+    key(&mut console, KeyCode::Enter);
+    nothing_sent(&mut console);
+    // An entity we have no account with.
+    key(&mut console, KeyCode::Up);
+    console.handle_event(&Event::Key(KeyEvent::new(
+        KeyCode::Char('u'),
+        KeyModifiers::CONTROL,
+    )));
+    keys(&mut console, "dave");
+    assert!(render(&console, 80, 24).contains("no account with it"));
+    key(&mut console, KeyCode::Esc);
+    assert!(console.form().is_none());
+    nothing_sent(&mut console);
+}
+
+#[test]
+fn cancelling_an_order_asks_first_and_finished_ones_are_not_sent() {
+    let mut console = console();
+    key(&mut console, KeyCode::Char('0'));
+    key(&mut console, KeyCode::Char('x'));
+    let confirm = console.confirming().expect("a confirmation").clone();
+    assert_eq!(
+        confirm.summary,
+        "cancel order 6 with hub-1: 75 USDC not yet filled is released"
+    );
+    nothing_sent(&mut console);
+    key(&mut console, KeyCode::Char('y'));
+    let (id, request) = sent(&mut console);
+    assert_eq!(
+        request,
+        Request::CancelOrder {
+            peer: hub1().to_string(),
+            offer_id: 6
+        }
+    );
+    console.on_response(
+        id,
+        Response::Done {
+            what: "cancel of order 6 sent".into(),
+        },
+    );
+    assert_eq!(
+        console.notice().map(|n| n.text.as_str()),
+        Some("done: cancel of order 6 sent")
+    );
+    // The second order is filled: nothing to cancel, nothing sent.
+    key(&mut console, KeyCode::Char('j'));
+    key(&mut console, KeyCode::Char('x'));
+    assert!(console.confirming().is_none());
+    nothing_sent(&mut console);
+    assert_eq!(
+        console.notice().map(|n| (n.is_error, n.text.as_str())),
+        Some((true, "order 4 is filled: nothing left to cancel"))
+    );
+    // Fills arrive with the next view.
+    let mut filled = sample_view();
+    filled.orders[0].filled = usdc(100);
+    filled.orders[0].state = OrderState::Filled;
+    console.set_view(Arc::new(filled));
+    key(&mut console, KeyCode::Char('k'));
+    assert!(render(&console, 80, 24).contains("100 of 100 USDC given"));
+}
+
+#[test]
 fn help_lists_the_keys_of_the_screen() {
     let mut console = console();
     key(&mut console, KeyCode::Char('2'));
@@ -1020,6 +1206,30 @@ fn snapshot_network() {
 #[test]
 fn snapshot_forwards() {
     insta::assert_snapshot!("forwards_80x24", snapshot_of(ScreenId::Forwards, 80, 24));
+}
+
+#[test]
+fn snapshot_orders() {
+    insta::assert_snapshot!("orders_80x24", snapshot_of(ScreenId::Orders, 80, 24));
+    let mut hub_view = sample_view();
+    hub_view.book = vec![BookOrderView {
+        owner: bob(),
+        owner_name: Some("bob".into()),
+        offer_id: 3,
+        give_token: WETH,
+        give_amount: 1_000_000_000_000_000_000,
+        want_token: USDC,
+        want_amount: usdc(2500),
+        remaining: 400_000_000_000_000_000,
+        time_in_force: TimeInForce::GoodTillCancel,
+        expires_at_ms: None,
+    }];
+    let mut console =
+        Console::new(&ConsoleOptions::default(), Arc::new(hub_view)).expect("console");
+    console.show(ScreenId::Orders);
+    insta::assert_snapshot!("orders_with_book_160x48", render(&console, 160, 48));
+    key(&mut console, KeyCode::Char('n'));
+    insta::assert_snapshot!("form_order_80x24", render(&console, 80, 24));
 }
 
 #[test]

@@ -517,3 +517,71 @@ pub async fn settle_down(nodes: &[&NodeProcess]) -> Vec<NodeView> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+// ---------------------------------------------------------------- nodes in this process
+
+/// A node started in this test process (no control socket of its own is needed: requests go
+/// through its link), in `root/<name>`, with the key `[seed; 32]`.
+pub async fn start_in_process(
+    root: &Path,
+    chain: &Chain,
+    name: &str,
+    hub: bool,
+    dial: Vec<String>,
+    seed: u8,
+) -> xln::node::RunningNode {
+    let chain_config = xln::chain::client::ChainConfig::load(&chain.chain_file).unwrap();
+    let mut config = xln::config::Config::parse(&format!("name = \"{name}\"\n")).unwrap();
+    config.hub = hub;
+    config.listen = hub.then(|| ([127, 0, 0, 1], 0).into());
+    config.dial = dial;
+    xln::node::start(xln::node::NodeSetup {
+        paths: xln::config::Paths::resolve(Some(&root.join(name)), None).unwrap(),
+        config,
+        key: SignerKey::from_bytes(&[seed; 32]).unwrap(),
+        chain: chain_config,
+    })
+    .await
+    .unwrap()
+}
+
+/// Repeats `request` on an in-process node until it is taken (e.g. while gossip has not
+/// arrived yet), for half a minute at most.
+pub async fn ask_link_until_done(link: &xln::api::NodeLink, request: Request) -> Response {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match link.ask(request.clone()).await.unwrap() {
+            Response::Error { message } if Instant::now() < deadline => {
+                let _ = message;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Response::Error { message } => panic!("{request:?} never taken: {message}"),
+            response => return response,
+        }
+    }
+}
+
+/// The newest view of an in-process node, built for this request.
+pub async fn link_view(link: &xln::api::NodeLink) -> NodeView {
+    match link.ask(Request::View).await.unwrap() {
+        Response::View(view) => *view,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Asks for views until `done` holds for one (or half a minute passes), and returns it.
+pub async fn wait_view(
+    link: &xln::api::NodeLink,
+    what: &str,
+    done: impl Fn(&NodeView) -> bool,
+) -> NodeView {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = link_view(link).await;
+        if done(&view) {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "never got there: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -6,6 +6,7 @@ pub mod htlcs;
 pub mod log;
 pub mod netting;
 pub mod network;
+pub mod orders;
 pub mod overview;
 pub mod pay;
 pub mod reserves;
@@ -70,10 +71,11 @@ pub enum ScreenId {
     Network,
     Forwards,
     Log,
+    Orders,
 }
 
 impl ScreenId {
-    pub const ALL: [ScreenId; 9] = [
+    pub const ALL: [ScreenId; 10] = [
         ScreenId::Overview,
         ScreenId::Accounts,
         ScreenId::Pay,
@@ -83,6 +85,7 @@ impl ScreenId {
         ScreenId::Network,
         ScreenId::Forwards,
         ScreenId::Log,
+        ScreenId::Orders,
     ];
 
     pub fn title(self) -> &'static str {
@@ -96,6 +99,15 @@ impl ScreenId {
             ScreenId::Network => "Network",
             ScreenId::Forwards => "Forwards",
             ScreenId::Log => "Log",
+            ScreenId::Orders => "Orders",
+        }
+    }
+
+    /// The title in the narrow tab bar, where all ten tabs must fit 80 columns.
+    pub fn narrow_title(self) -> &'static str {
+        match self {
+            ScreenId::Forwards => "Fwds",
+            other => other.title(),
         }
     }
 
@@ -111,6 +123,7 @@ impl ScreenId {
             ScreenId::Network => Section::Network,
             ScreenId::Forwards => Section::Forwards,
             ScreenId::Log => Section::Log,
+            ScreenId::Orders => Section::Orders,
         }
     }
 
@@ -126,6 +139,7 @@ impl ScreenId {
             ScreenId::Network => Action::ShowNetwork,
             ScreenId::Forwards => Action::ShowForwards,
             ScreenId::Log => Action::ShowLog,
+            ScreenId::Orders => Action::ShowOrders,
         }
     }
 
@@ -149,6 +163,7 @@ pub struct Screens {
     pub network: network::NetworkScreen,
     pub forwards: forwards::ForwardsScreen,
     pub log: log::LogScreen,
+    pub orders: orders::OrdersScreen,
 }
 
 impl Screens {
@@ -163,6 +178,7 @@ impl Screens {
             ScreenId::Network => &self.network,
             ScreenId::Forwards => &self.forwards,
             ScreenId::Log => &self.log,
+            ScreenId::Orders => &self.orders,
         }
     }
 
@@ -177,6 +193,7 @@ impl Screens {
             ScreenId::Network => &mut self.network,
             ScreenId::Forwards => &mut self.forwards,
             ScreenId::Log => &mut self.log,
+            ScreenId::Orders => &mut self.orders,
         }
     }
 

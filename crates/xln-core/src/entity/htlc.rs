@@ -113,13 +113,21 @@ pub enum Origin {
     },
 }
 
+/// The next id of `me`'s numbering on its account with `peer`, drawn from `counter` (the
+/// count of ids drawn so far): LEFT's ids are even, RIGHT's odd, the rule the account checks
+/// for locks and offers. `None`, with `counter` unchanged, once the ids are used up: an id is
+/// never wrapped onto one drawn before.
+pub(super) fn allocate_side_id(counter: &mut u64, me: &EntityId, peer: &EntityId) -> Option<u64> {
+    let right = me > peer;
+    let id = counter.checked_mul(2)?.checked_add(u64::from(right))?;
+    *counter = counter.checked_add(1)?;
+    Some(id)
+}
+
 impl EntityState {
-    /// A fresh lock id on the account with `peer`: LEFT's ids are even, RIGHT's odd.
-    fn allocate_lock_id(&mut self, peer: &EntityId) -> u64 {
-        let right = self.id > *peer;
-        let id = self.next_lock_id * 2 + u64::from(right);
-        self.next_lock_id += 1;
-        id
+    /// A fresh lock id on the account with `peer` (see [`allocate_side_id`]).
+    fn allocate_lock_id(&mut self, peer: &EntityId) -> Option<u64> {
+        allocate_side_id(&mut self.next_lock_id, &self.id, peer)
     }
 
     pub(super) fn enqueue(&mut self, peer: &EntityId, tx: AccountTx) {
@@ -221,7 +229,9 @@ impl EntityState {
             .map_err(|_| EntityTxError::BadRoute("cannot seal the onion"))?;
         }
         let (expires_at_ms, reveal_before_j_height) = expiry(0)?;
-        let lock_id = self.allocate_lock_id(&first.entity);
+        let lock_id = self
+            .allocate_lock_id(&first.entity)
+            .ok_or(EntityTxError::IdsExhausted)?;
         self.enqueue(
             &first.entity,
             AccountTx::HtlcLock {
@@ -356,7 +366,8 @@ impl EntityState {
         {
             return Err(FailReason::ExpiryTooSoon);
         }
-        let out_id = self.allocate_lock_id(&next);
+        // With no lock id left we cannot lock on the next account at all.
+        let out_id = self.allocate_lock_id(&next).ok_or(FailReason::NoCapacity)?;
         self.enqueue(
             &next,
             AccountTx::HtlcLock {

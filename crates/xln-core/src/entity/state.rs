@@ -174,6 +174,11 @@ pub enum EntityTxError {
     SettlementDigestMismatch(EntityId),
     #[error("a settlement goes to the chain once both sides of the account signed it")]
     SettleNotAgreed,
+    #[error("no lock or offer ids are left on this entity")]
+    IdsExhausted,
+    /// Our next frame on the account would drop the transaction: it is refused now instead.
+    #[error("account with {peer}: {error}")]
+    AccountTxRefused { peer: EntityId, error: TxError },
 }
 
 /// What an entity did, for the console and the tests.
@@ -218,10 +223,10 @@ pub enum EntityEvent {
     },
     /// We asked the node to send this to the jurisdiction.
     ChainRequested(ChainRequest),
-    /// We queued a swap offer on our account with `peer`.
+    /// We queued a swap offer, numbered `offer_id`, on our account with `order.peer`.
     SwapOffered {
-        peer: EntityId,
         offer_id: u64,
+        order: SwapOrder,
     },
     /// Our offer on the account with `peer` was resolved by it: `fill` of our give side went,
     /// `want_paid` of our want token came.
@@ -251,12 +256,6 @@ pub enum EntityEvent {
     SwapExpired {
         peer: EntityId,
         offer_id: u64,
-    },
-    /// The book refused a committed offer (it cannot, the account validated it first).
-    SwapNotBooked {
-        peer: EntityId,
-        offer_id: u64,
-        reason: String,
     },
 }
 
@@ -313,7 +312,7 @@ pub struct EntityState {
     pub reserves: BTreeMap<TokenId, u128>,
     /// Our account peers' reserves, likewise (what a settlement can take of their debt).
     pub peer_reserves: BTreeMap<(EntityId, TokenId), u128>,
-    /// Numbers our HTLC locks (see `allocate_lock_id`).
+    /// Numbers our HTLC locks (see `htlc::allocate_side_id`).
     pub next_lock_id: u64,
     /// Payments we sent, by hashlock: those in flight and the last finished ones.
     pub payments: BTreeMap<Hash, Payment>,
@@ -326,7 +325,7 @@ pub struct EntityState {
     /// Incoming locks we are the receiver of and revealed: (hashlock, amount), until the
     /// reveal commits.
     pub receiving: BTreeMap<(EntityId, u64), (Hash, u128)>,
-    /// Numbers our swap offers (see `allocate_offer_id`).
+    /// Numbers our swap offers (see `htlc::allocate_side_id`).
     pub next_offer_id: u64,
     /// Our peers' open swap offers, matched as they commit (PROTOCOL.md §8).
     pub book: OrderBook,

@@ -14,6 +14,7 @@
 //! [`EntityEvent::SwapLegDropped`] and its order leaves the book; we then hold the position
 //! the matched peer would have taken, at its price.
 
+use super::htlc::allocate_side_id;
 use super::state::{EntityEvent, EntityState, EntityTxError, Outcome};
 use crate::account::{Account, AccountEvent, AccountState, AccountTx, Clock, MAX_CLOCK_SKEW_MS};
 use crate::board::EntityId;
@@ -87,40 +88,51 @@ fn is_ours(offer_id: u64, side: Side) -> bool {
 }
 
 impl EntityState {
-    /// A fresh offer id on the account with `peer`: LEFT's ids are even, RIGHT's odd.
-    fn allocate_offer_id(&mut self, peer: &EntityId) -> u64 {
-        let right = self.id > *peer;
-        let id = self.next_offer_id.saturating_mul(2) + u64::from(right);
-        self.next_offer_id += 1;
-        id
+    /// Refuses, with the account's reason, a transaction of ours that our next frame with
+    /// `peer` would drop: it is applied, on a copy, to the account as our frame in flight and
+    /// our queue will leave it. Nothing changes either way.
+    pub fn check_account_tx(&self, peer: &EntityId, tx: &AccountTx) -> Result<(), EntityTxError> {
+        let account = &self
+            .accounts
+            .get(peer)
+            .ok_or(EntityTxError::NoAccount(*peer))?
+            .account;
+        let clock = Clock {
+            timestamp: self.timestamp,
+            j_height: self.j_height,
+        };
+        projected_state(account, clock)
+            .apply(tx, account.side(), clock)
+            .map_err(|error| EntityTxError::AccountTxRefused { peer: *peer, error })
     }
 
-    /// Queues our offer on the account with its peer. The account checks it when our next
-    /// frame is built (and drops it with the reason if it is invalid).
+    /// Numbers our offer and queues it on the account with its peer. An offer the account
+    /// would refuse (a token it does not hold, a zero or too large amount, beyond our
+    /// capacity, an expiry passed) is refused here with the account's reason, and nothing
+    /// changes: no id is used up. The account checks it again when our next frame is built.
     pub(super) fn place_swap(
         &mut self,
         order: &SwapOrder,
         outcome: &mut Outcome,
     ) -> Result<(), EntityTxError> {
-        if !self.accounts.contains_key(&order.peer) {
-            return Err(EntityTxError::NoAccount(order.peer));
-        }
-        let offer_id = self.allocate_offer_id(&order.peer);
-        self.enqueue(
-            &order.peer,
-            AccountTx::SwapOffer {
-                offer_id,
-                give_token: order.give_token,
-                give_amount: order.give_amount,
-                want_token: order.want_token,
-                want_amount: order.want_amount,
-                expires_at_ms: order.expires_at_ms,
-                time_in_force: order.time_in_force,
-            },
-        );
-        outcome.events.push(EntityEvent::SwapOffered {
-            peer: order.peer,
+        let mut next_offer_id = self.next_offer_id;
+        let offer_id = allocate_side_id(&mut next_offer_id, &self.id, &order.peer)
+            .ok_or(EntityTxError::IdsExhausted)?;
+        let tx = AccountTx::SwapOffer {
             offer_id,
+            give_token: order.give_token,
+            give_amount: order.give_amount,
+            want_token: order.want_token,
+            want_amount: order.want_amount,
+            expires_at_ms: order.expires_at_ms,
+            time_in_force: order.time_in_force,
+        };
+        self.check_account_tx(&order.peer, &tx)?;
+        self.next_offer_id = next_offer_id;
+        self.enqueue(&order.peer, tx);
+        outcome.events.push(EntityEvent::SwapOffered {
+            offer_id,
+            order: order.clone(),
         });
         Ok(())
     }
@@ -233,28 +245,12 @@ impl EntityState {
             projected: BTreeMap::new(),
         };
         let cutoff = self.timestamp.saturating_add(SWAP_EXPIRY_MARGIN_MS);
-        let matched = match self.book.submit(order, cutoff, &mut payout) {
-            Ok(matched) => matched,
-            Err(error) => {
-                // The account validated the offer, so the book cannot refuse it; if it ever
-                // does, an offer that must not rest is still closed.
-                outcome.events.push(EntityEvent::SwapNotBooked {
-                    peer,
-                    offer_id,
-                    reason: error.to_string(),
-                });
-                if offer.time_in_force != TimeInForce::GoodTillCancel {
-                    self.enqueue(
-                        &peer,
-                        AccountTx::SwapResolve {
-                            offer_id,
-                            fill: 0,
-                            want_paid: 0,
-                        },
-                    );
-                }
-                return;
-            }
+        // The account validated what the book checks (amounts above zero, two different
+        // tokens, the whole give side open) and the key was cleared above, so the book takes
+        // the offer. Were it ever refused, the offer would stay out of the book: its maker
+        // can still cancel it, and we release it at expiry.
+        let Ok(matched) = self.book.submit(order, cutoff, &mut payout) else {
+            return;
         };
         for trade in matched.trades {
             outcome.events.push(EntityEvent::SwapMatched(trade));

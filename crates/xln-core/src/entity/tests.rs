@@ -628,3 +628,24 @@ fn the_state_hash_commits_to_every_account_and_the_book() {
     let back: EntityState = crate::codec::decode("entity state", &bytes).unwrap();
     assert_eq!(back.hash(), booked.hash());
 }
+
+#[test]
+fn side_ids_are_even_for_left_odd_for_right_and_never_wrap() {
+    use super::htlc::allocate_side_id;
+    let left = crate::board::EntityId([1; 32]);
+    let right = crate::board::EntityId([2; 32]);
+    let mut counter = 0;
+    assert_eq!(allocate_side_id(&mut counter, &left, &right), Some(0));
+    assert_eq!(allocate_side_id(&mut counter, &left, &right), Some(2));
+    assert_eq!(allocate_side_id(&mut counter, &right, &left), Some(5));
+    assert_eq!(counter, 3);
+    // The last id that fits, then none: the counter stays where it is.
+    let mut counter = u64::MAX / 2;
+    assert_eq!(
+        allocate_side_id(&mut counter, &right, &left),
+        Some(u64::MAX)
+    );
+    assert_eq!(allocate_side_id(&mut counter, &right, &left), None);
+    assert_eq!(allocate_side_id(&mut counter, &left, &right), None);
+    assert_eq!(counter, u64::MAX / 2 + 1);
+}

@@ -474,6 +474,106 @@ fn an_expired_offer_is_released_by_the_hub_and_never_matched() {
     assert_eq!(market.dropped_legs(), 0);
 }
 
+/// The reason wallet `w`'s entity refused its last submission, if it did.
+fn refusal(market: &Market, w: usize, since: usize) -> Option<EntityTxError> {
+    let at = market.wallet_runtime(w);
+    market.events[since..].iter().find_map(|(i, e)| match e {
+        RuntimeEvent::TxDropped { error, .. } if *i == at => Some(error.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_bad_offer_or_cancel_is_refused_with_the_accounts_reason_and_changes_nothing() {
+    use crate::account::TxError;
+    let mut market = Market::new(false);
+    let state = |market: &Market| {
+        let account = market.wallet_account(A);
+        let entity = market.runtimes[market.wallet_runtime(A)]
+            .replica_of(&market.wallets[A])
+            .unwrap()
+            .state();
+        (
+            account.state().hash(),
+            account.height(),
+            account.mempool().len(),
+            entity.next_offer_id,
+        )
+    };
+    let before = state(&market);
+    let unknown_token = 9;
+    let cases = [
+        (
+            (USD, 2 * HUB_CREDIT),
+            (ETH, 1),
+            LONG as i64,
+            TxError::InsufficientCapacity {
+                token: USD,
+                amount: 2 * HUB_CREDIT,
+                available: HUB_CREDIT,
+            },
+        ),
+        ((USD, 0), (ETH, 1), LONG as i64, TxError::ZeroAmount),
+        (
+            (USD, 1),
+            (unknown_token, 1),
+            LONG as i64,
+            TxError::UnknownToken(unknown_token),
+        ),
+        ((USD, u128::MAX), (ETH, 1), LONG as i64, TxError::Overflow),
+        ((USD, 1), (ETH, 1), -1, TxError::OfferExpiryInPast),
+    ];
+    for (give, want, expires_in, expected) in cases {
+        let since = market.events.len();
+        let order = SwapOrder {
+            peer: market.hub,
+            give_token: give.0,
+            give_amount: give.1,
+            want_token: want.0,
+            want_amount: want.1,
+            // The offer is placed at the next input's time, 10 ms on.
+            expires_at_ms: market.now.saturating_add_signed(10 + expires_in),
+            time_in_force: GoodTillCancel,
+        };
+        market.submit_wallet(A, vec![EntityTx::PlaceSwap(order)]);
+        assert_eq!(
+            refusal(&market, A, since),
+            Some(EntityTxError::AccountTxRefused {
+                peer: market.hub,
+                error: expected.clone()
+            }),
+            "{expected:?}"
+        );
+        assert_eq!(state(&market), before, "{expected:?} changed something");
+    }
+    // A cancel of an offer that does not exist changes nothing either.
+    market.submit_wallet(
+        A,
+        vec![EntityTx::Account {
+            peer: market.hub,
+            tx: AccountTx::SwapCancel { offer_id: 40 },
+        }],
+    );
+    // The entity queues it and the account drops it when the frame is built; the check a
+    // node makes before submitting gives the reason.
+    let entity = market.runtimes[market.wallet_runtime(A)]
+        .replica_of(&market.wallets[A])
+        .unwrap()
+        .state();
+    assert_eq!(
+        entity.check_account_tx(&market.hub, &AccountTx::SwapCancel { offer_id: 40 }),
+        Err(EntityTxError::AccountTxRefused {
+            peer: market.hub,
+            error: TxError::UnknownOffer(40)
+        })
+    );
+    assert_eq!(state(&market), before);
+    // The refusals used up no offer id: the first good offer gets the first id.
+    let id = market.offer(A, (USD, 10), (ETH, 10), GoodTillCancel, LONG);
+    assert!(id < 2, "offer id {id}");
+    market.assert_consistent();
+}
+
 // ---- property: random offers, cancels and time through one hub ----
 
 #[derive(Debug, Clone)]
