@@ -741,6 +741,14 @@ impl Writer {
             | EntityEvent::SwapNotBooked { .. }) => {
                 self.log_line(LogLevel::Info, format!("swap: {swap:?}"))
             }
+            netting @ (EntityEvent::NettingProposed { .. }
+            | EntityEvent::NettingAgreed { .. }
+            | EntityEvent::NettingRefused { .. }
+            | EntityEvent::NettingLeftOut { .. }
+            | EntityEvent::NettingLoopStarted { .. }
+            | EntityEvent::NettingFinished { .. }) => {
+                self.log_line(LogLevel::Info, format!("netting: {netting:?}"))
+            }
         }
     }
 
