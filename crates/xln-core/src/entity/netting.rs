@@ -141,12 +141,11 @@ pub struct OutgoingNetting {
 /// The id of cycle `index` of `proposal`: what participants agree to and hops check.
 pub fn cycle_id(proposal: &NettingProposal, index: usize) -> Option<Hash> {
     let cycle = proposal.cycles.get(index)?;
-    Some(hash_of(&(
-        "xln.netting.cycle.v1",
-        proposal.id(),
-        index as u64,
-        cycle,
-    )))
+    Some(cycle_id_of(&proposal.id(), index, cycle))
+}
+
+fn cycle_id_of(proposal_id: &Hash, index: usize, cycle: &NettingCycle) -> Hash {
+    hash_of(&("xln.netting.cycle.v1", proposal_id, index as u64, cycle))
 }
 
 /// For `me` on `cycle`: who pays it on the loop (its creditor) and whom it pays (its debtor).
@@ -190,6 +189,8 @@ pub enum CycleStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CycleExecution {
     pub id: Hash,
+    /// Which of the proposal's cycles.
+    pub index: u32,
     pub cycle: NettingCycle,
     /// The participants who agreed, with the key their proposer opens onion layers with
     /// (recovered from its signature on the agreement).
@@ -339,6 +340,7 @@ impl EntityState {
         let positions = positions.without(left_out);
         let proposal = propose(&positions, order.token)?;
         verify_proposal(&proposal, &positions, &ParticipantView::of(self))?;
+        let proposal_id = proposal.id();
         let mut cycles = Vec::new();
         for (index, cycle) in proposal.cycles.iter().enumerate() {
             if !cycle.participants.contains(&self.id) || cycle.participants.len() > MAX_ROUTE_HOPS {
@@ -347,14 +349,13 @@ impl EntityState {
             if let Some(unknown) = cycle.participants.iter().find(|p| !boards.contains_key(p)) {
                 return Err(NettingTxError::UnknownBoard(*unknown));
             }
-            if let Some(id) = cycle_id(&proposal, index) {
-                cycles.push(CycleExecution {
-                    id,
-                    cycle: cycle.clone(),
-                    agreed: BTreeMap::new(),
-                    status: CycleStatus::Agreeing,
-                });
-            }
+            cycles.push(CycleExecution {
+                id: cycle_id_of(&proposal_id, index, cycle),
+                index: index as u32,
+                cycle: cycle.clone(),
+                agreed: BTreeMap::new(),
+                status: CycleStatus::Agreeing,
+            });
         }
         if cycles.is_empty() {
             return Err(NettingTxError::NoCycleOfOurs);
@@ -389,13 +390,7 @@ impl EntityState {
             .iter()
             .filter_map(|id| boards.get(id).cloned())
             .collect();
-        let index_of = |id: &Hash| {
-            (0..proposal.cycles.len()).find(|&i| cycle_id(proposal, i).as_ref() == Some(id))
-        };
         for cycle in &execution.cycles {
-            let Some(index) = index_of(&cycle.id) else {
-                continue;
-            };
             for participant in &cycle.cycle.participants {
                 let Some(peer_board) = boards.get(participant).filter(|_| *participant != self.id)
                 else {
@@ -405,7 +400,7 @@ impl EntityState {
                     proposer: self.id,
                     participant: *participant,
                     proposal: proposal.clone(),
-                    cycle: index as u32,
+                    cycle: cycle.index,
                     positions: positions.clone(),
                     boards: needed_boards.clone(),
                     expires_at_ms: execution.answer_by_ms.saturating_add(NETTING_LOOP_MS),
