@@ -870,6 +870,14 @@ impl Writer {
             | EntityEvent::SwapExpired { .. }) => {
                 self.log_line(LogLevel::Info, format!("swap: {swap:?}"))
             }
+            netting @ (EntityEvent::NettingProposed { .. }
+            | EntityEvent::NettingAgreed { .. }
+            | EntityEvent::NettingRefused { .. }
+            | EntityEvent::NettingLeftOut { .. }
+            | EntityEvent::NettingLoopStarted { .. }
+            | EntityEvent::NettingFinished { .. }) => {
+                self.log_line(LogLevel::Info, format!("netting: {netting:?}"))
+            }
         }
     }
 

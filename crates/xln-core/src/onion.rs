@@ -43,6 +43,17 @@ pub enum HopInstruction {
     },
     /// You are the receiver: reveal `preimage` if the lock carries `amount`.
     Final { preimage: Preimage, amount: u128 },
+    /// Like `Forward`, for the netting cycle `cycle` (PROTOCOL.md §10): the hop forwards the
+    /// whole amount, with no fee, and only if it agreed to that cycle with these hops and this
+    /// amount (see `entity::NettingAgreement`).
+    NettingForward {
+        cycle: Hash,
+        next: EntityId,
+        amount: u128,
+        expires_at_ms: u64,
+        reveal_before_j_height: u64,
+        payload: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -152,6 +152,9 @@ pub enum FailReason {
     WrongAmount,
     /// The receiver's preimage does not match the hashlock.
     WrongPreimage,
+    /// A fee-free netting forward for which the hop holds no agreement naming this cycle,
+    /// amount, previous and next hop (or the agreement expired).
+    NettingNotAgreed,
 }
 
 /// An HTLC in flight in an account.

@@ -123,6 +123,12 @@ pub enum ReplicaOutput {
         message: AccountMessage,
         sender_board: Board,
     },
+    /// To a peer entity, about netting (signed by our board).
+    ToPeerNetting {
+        peer_board: Board,
+        message: super::netting::SignedNettingMessage,
+        sender_board: Board,
+    },
     Event(EntityEvent),
     /// A transaction the proposer left out of its frame, and why.
     TxDropped {
@@ -417,6 +423,9 @@ impl EntityReplica {
         {
             self.mempool.push(EntityTx::ExpireOffers);
         }
+        if !self.mempool.contains(&EntityTx::ExpireNetting) && self.state.netting_expired(clock) {
+            self.mempool.push(EntityTx::ExpireNetting);
+        }
     }
 
     fn on_propose(
@@ -626,6 +635,20 @@ impl EntityReplica {
                     sender_board: sender_board.clone(),
                 });
             }
+        }
+        for outgoing in in_flight.outcome.netting {
+            let signature = by_digest
+                .get(&outgoing.message.digest())
+                .cloned()
+                .unwrap_or_default();
+            outputs.push(ReplicaOutput::ToPeerNetting {
+                peer_board: outgoing.peer_board,
+                message: super::netting::SignedNettingMessage {
+                    message: outgoing.message,
+                    signature,
+                },
+                sender_board: sender_board.clone(),
+            });
         }
         outputs.extend(
             in_flight

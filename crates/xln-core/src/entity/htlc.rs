@@ -65,6 +65,15 @@ impl RouteHop {
     }
 }
 
+/// One lock of a route: the hop, the key its onion layer is sealed to, and what its incoming
+/// lock carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct LockedHop {
+    pub entity: EntityId,
+    pub key: PublicKey,
+    pub amount: u128,
+}
+
 /// A payment to start: `route` lists the hops after us, the receiver last. The preimage and
 /// the onion session seed come from the runtime's random input (the node keeps a seed for a
 /// while, so that onion layers to a known hop cost no ECDH; see `onion`).
@@ -124,6 +133,13 @@ pub(super) fn allocate_side_id(counter: &mut u64, me: &EntityId, peer: &EntityId
     Some(id)
 }
 
+/// What a hop asks for forwarding: its fee, or nothing on a netting loop it agreed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ForwardFee {
+    Charged,
+    WaivedForNetting,
+}
+
 impl EntityState {
     /// A fresh lock id on the account with `peer` (see [`allocate_side_id`]).
     fn allocate_lock_id(&mut self, peer: &EntityId) -> Option<u64> {
@@ -153,7 +169,7 @@ impl EntityState {
         outcome: &mut Outcome,
     ) -> Result<(), EntityTxError> {
         let hops = order.route.len();
-        let (Some(first), Some(last)) = (order.route.first(), order.route.last()) else {
+        let Some(last) = order.route.last() else {
             return Err(EntityTxError::BadRoute("empty route"));
         };
         if hops > MAX_ROUTE_HOPS {
@@ -170,13 +186,6 @@ impl EntityState {
         if !order.route.iter().all(|h| seen.insert(h.entity)) {
             return Err(EntityTxError::BadRoute("a hop appears twice"));
         }
-        if !self.accounts.contains_key(&first.entity) {
-            return Err(EntityTxError::NoAccount(first.entity));
-        }
-        let hashlock = keccak256(&order.preimage.0);
-        if self.payments.contains_key(&hashlock) {
-            return Err(EntityTxError::DuplicatePayment(hashlock));
-        }
         // What each lock carries, from the receiver backwards: a hop's incoming lock is what
         // it forwards plus its fee.
         let mut carried = vec![order.amount; hops];
@@ -188,9 +197,53 @@ impl EntityState {
                 .and_then(|fee| forwarded.checked_add(fee))
                 .ok_or(EntityTxError::BadRoute("fees overflow"))?;
         }
+        let hops: Vec<LockedHop> = order
+            .route
+            .iter()
+            .zip(carried)
+            .map(|(hop, amount)| LockedHop {
+                entity: hop.entity,
+                key: hop.key,
+                amount,
+            })
+            .collect();
+        self.lock_along(
+            order.token,
+            &hops,
+            None,
+            &order.preimage,
+            &order.seed,
+            outcome,
+        )
+    }
+
+    /// Locks on the account with the first of `hops` with an onion that tells each hop to
+    /// lock the next one's amount (on a netting loop, `cycle`'s fee-free forward), and the
+    /// last to reveal `preimage`; records the payment. Each lock expires a hop margin after
+    /// the next one. Checks nothing about the route: the callers do.
+    pub(super) fn lock_along(
+        &mut self,
+        token: TokenId,
+        hops: &[LockedHop],
+        cycle: Option<Hash>,
+        preimage: &Preimage,
+        seed: &[u8; 32],
+        outcome: &mut Outcome,
+    ) -> Result<(), EntityTxError> {
+        let (Some(first), Some(last)) = (hops.first(), hops.last()) else {
+            return Err(EntityTxError::BadRoute("empty route"));
+        };
+        if !self.accounts.contains_key(&first.entity) {
+            return Err(EntityTxError::NoAccount(first.entity));
+        }
+        let hashlock = keccak256(&preimage.0);
+        if self.payments.contains_key(&hashlock) {
+            return Err(EntityTxError::DuplicatePayment(hashlock));
+        }
+        let count = hops.len();
         // Route length is bounded, so only the clock inputs can make these overflow.
         let expiry = |k: usize| -> Result<(u64, u64), EntityTxError> {
-            let later = (hops - 1 - k) as u64;
+            let later = (count - 1 - k) as u64;
             let at = |base: u64, last: u64, margin: u64| {
                 base.checked_add(last)
                     .and_then(|t| t.checked_add(later * margin))
@@ -202,27 +255,38 @@ impl EntityState {
             ))
         };
         let mut payload = Vec::new();
-        for k in (0..hops).rev() {
-            let instruction = if k == hops - 1 {
+        for k in (0..count).rev() {
+            let instruction = if k == count - 1 {
                 HopInstruction::Final {
-                    preimage: order.preimage,
-                    amount: order.amount,
+                    preimage: *preimage,
+                    amount: last.amount,
                 }
             } else {
                 let (expires_at_ms, reveal_before_j_height) = expiry(k + 1)?;
-                HopInstruction::Forward {
-                    next: order.route[k + 1].entity,
-                    amount: carried[k + 1],
-                    expires_at_ms,
-                    reveal_before_j_height,
-                    payload,
+                let (next, amount) = (hops[k + 1].entity, hops[k + 1].amount);
+                match cycle {
+                    None => HopInstruction::Forward {
+                        next,
+                        amount,
+                        expires_at_ms,
+                        reveal_before_j_height,
+                        payload,
+                    },
+                    Some(cycle) => HopInstruction::NettingForward {
+                        cycle,
+                        next,
+                        amount,
+                        expires_at_ms,
+                        reveal_before_j_height,
+                        payload,
+                    },
                 }
             };
-            let recipient = &order.route[k].key;
+            let recipient = &hops[k].key;
             payload = onion::seal(
                 recipient,
                 &instruction,
-                &onion::session_secret(&order.seed, recipient),
+                &onion::session_secret(seed, recipient),
                 &hashlock,
                 &mut self.onion_cache,
             )
@@ -237,8 +301,8 @@ impl EntityState {
             AccountTx::HtlcLock {
                 lock_id,
                 hashlock,
-                token: order.token,
-                amount: carried[0],
+                token,
+                amount: first.amount,
                 expires_at_ms,
                 reveal_before_j_height,
                 payload,
@@ -249,9 +313,9 @@ impl EntityState {
         self.payments.insert(
             hashlock,
             Payment {
-                token: order.token,
-                amount: order.amount,
-                sent: carried[0],
+                token,
+                amount: last.amount,
+                sent: first.amount,
                 receiver: last.entity,
                 status: PaymentStatus::Pending,
             },
@@ -259,7 +323,7 @@ impl EntityState {
         outcome.events.push(EntityEvent::PaymentSent {
             hashlock,
             receiver: last.entity,
-            amount: order.amount,
+            amount: last.amount,
         });
         Ok(())
     }
@@ -318,7 +382,33 @@ impl EntityState {
                 *amount,
                 (*expires_at_ms, *reveal_before_j_height),
                 payload,
+                ForwardFee::Charged,
             ),
+            Some(HopInstruction::NettingForward {
+                cycle,
+                next,
+                amount,
+                expires_at_ms,
+                reveal_before_j_height,
+                payload,
+            }) => self
+                .check_netting_forward(cycle, peer, &lock, *next, *amount)
+                .and_then(|()| {
+                    self.forward(
+                        peer,
+                        lock_id,
+                        &lock,
+                        *next,
+                        *amount,
+                        (*expires_at_ms, *reveal_before_j_height),
+                        payload,
+                        ForwardFee::WaivedForNetting,
+                    )
+                })
+                // An agreement lets one loop through, once.
+                .map(|()| {
+                    self.netting_agreements.remove(cycle);
+                }),
         };
         if let Err(reason) = decision {
             let failure = Failure {
@@ -343,6 +433,7 @@ impl EntityState {
         amount: u128,
         (expires_at_ms, reveal_before_j_height): (u64, u64),
         payload: &[u8],
+        charge: ForwardFee,
     ) -> Result<(), FailReason> {
         if !self.accounts.contains_key(&next) || next == peer {
             return Err(FailReason::UnknownNextHop);
@@ -351,12 +442,11 @@ impl EntityState {
             .amount
             .checked_sub(amount)
             .ok_or(FailReason::WrongAmount)?;
-        if amount == 0
-            || self
-                .fees
-                .fee_for(amount)
-                .is_none_or(|required| fee < required)
-        {
+        let required = match charge {
+            ForwardFee::Charged => self.fees.fee_for(amount),
+            ForwardFee::WaivedForNetting => Some(0),
+        };
+        if amount == 0 || required.is_none_or(|required| fee < required) {
             return Err(FailReason::FeeTooLow);
         }
         let margin_ms = expires_at_ms.checked_add(HOP_EXPIRY_MARGIN_MS);
@@ -481,6 +571,7 @@ impl EntityState {
                     hashlock,
                     status: status.clone(),
                 });
+                self.netting_loop_finished(&hashlock, &status, outcome);
                 if let Some(payment) = self.payments.get_mut(&hashlock) {
                     payment.status = status;
                     self.finished_payments.push_back(hashlock);

@@ -2,6 +2,7 @@
 
 mod consensus;
 mod htlc;
+mod netting;
 mod state;
 mod swap;
 
@@ -15,6 +16,12 @@ pub use consensus::{
 pub use htlc::{
     FINAL_EXPIRY_BLOCKS, FINAL_EXPIRY_MS, HOP_EXPIRY_MARGIN_BLOCKS, HOP_EXPIRY_MARGIN_MS,
     KEPT_FINISHED_PAYMENTS, MAX_ROUTE_HOPS, Origin, Payment, PaymentOrder, PaymentStatus, RouteHop,
+};
+pub use netting::{
+    CycleAnswer, CycleExecution, CycleRequest, CycleStatus, MAX_NETTING_POSITIONS,
+    NETTING_ANSWER_MS, NETTING_LOOP_MS, NettingAgreement, NettingExecution, NettingMessage,
+    NettingOrder, NettingTxError, OutgoingNetting, Refusal, SignedNettingMessage, Verdict,
+    cycle_id,
 };
 pub use state::{
     AccountEntry, ChainRequest, EntityEvent, EntityState, EntityTx, EntityTxError, Outcome,

@@ -1,6 +1,10 @@
 //! An entity's replicated state and the transactions its frames carry.
 
 use super::htlc::{Origin, Payment, PaymentOrder, PaymentStatus};
+use super::netting::{
+    NettingAgreement, NettingExecution, NettingOrder, NettingTxError, OutgoingNetting,
+    SignedNettingMessage,
+};
 use super::swap::SwapOrder;
 use crate::account::{
     Account, AccountError, AccountEvent, AccountMessage, AccountTx, Clock, Failure, Reply,
@@ -89,6 +93,19 @@ pub enum EntityTx {
         token: TokenId,
         amount: u128,
     },
+    /// Propose netting `token` over the order's positions and clear our cycles of it
+    /// (PROTOCOL.md §10, see `entity::netting`).
+    StartNetting(Box<NettingOrder>),
+    /// A netting request or answer from a peer entity, signed by its board. `sender_board`
+    /// lets an entity we have no account with be checked (lazy entities only).
+    NettingInput {
+        message: Box<SignedNettingMessage>,
+        sender_board: Board,
+    },
+    /// Leave out who has not answered a netting round in time; forget expired agreements.
+    ExpireNetting,
+    /// Whether we agree to netting cycles others propose (we do unless told otherwise).
+    SetJoinsNetting(bool),
 }
 
 /// An operation on the jurisdiction that the entity decided on. The node's chain adapter puts
@@ -179,6 +196,14 @@ pub enum EntityTxError {
     /// Our next frame on the account would drop the transaction: it is refused now instead.
     #[error("account with {peer}: {error}")]
     AccountTxRefused { peer: EntityId, error: TxError },
+    #[error("netting: {0}")]
+    Netting(Box<NettingTxError>),
+}
+
+impl From<NettingTxError> for EntityTxError {
+    fn from(error: NettingTxError) -> Self {
+        EntityTxError::Netting(Box::new(error))
+    }
 }
 
 /// What an entity did, for the console and the tests.
@@ -257,6 +282,46 @@ pub enum EntityEvent {
         peer: EntityId,
         offer_id: u64,
     },
+    /// We proposed netting `token` and asked the participants of our `cycles` to agree.
+    NettingProposed {
+        token: TokenId,
+        proposal: Hash,
+        cycles: Vec<Hash>,
+    },
+    /// We agreed to forward the loop of `cycle`, proposed by `proposer`, with no fee.
+    NettingAgreed {
+        proposer: EntityId,
+        cycle: Hash,
+        amount: u128,
+    },
+    /// We refused `cycle`, proposed by `proposer`.
+    NettingRefused {
+        proposer: EntityId,
+        cycle: Hash,
+        reason: String,
+    },
+    /// A participant of our netting refused or did not answer: we go on without it.
+    NettingLeftOut {
+        token: TokenId,
+        participant: EntityId,
+        reason: String,
+    },
+    /// Everyone agreed to `cycle`: its loop is on its way.
+    NettingLoopStarted {
+        token: TokenId,
+        cycle: Hash,
+        hashlock: Hash,
+        amount: u128,
+    },
+    /// Our netting of `token` is over: the cycles cleared (with their amounts), those whose
+    /// loop failed, who was left out, and why it ended early if it did.
+    NettingFinished {
+        token: TokenId,
+        cleared: Vec<(Hash, u128)>,
+        failed: Vec<(Hash, String)>,
+        left_out: Vec<EntityId>,
+        ended_because: Option<String>,
+    },
 }
 
 /// One account of the entity and the board of its peer.
@@ -281,14 +346,18 @@ pub struct Outcome {
     pub events: Vec<EntityEvent>,
     /// Operations for the jurisdiction, to send once the frame commits.
     pub chain: Vec<ChainRequest>,
+    /// Netting messages to peer entities, to sign and send once the frame commits.
+    pub netting: Vec<OutgoingNetting>,
 }
 
 impl Outcome {
-    /// The account frame hashes the entity must sign, in order.
+    /// The hashes the entity must sign, in order: the account frames, then the netting
+    /// messages.
     pub fn digests(&self) -> Vec<Hash> {
         self.outgoing
             .iter()
             .flat_map(|o| o.reply.digests())
+            .chain(self.netting.iter().map(|n| n.message.digest()))
             .collect()
     }
 }
@@ -329,6 +398,12 @@ pub struct EntityState {
     pub next_offer_id: u64,
     /// Our peers' open swap offers, matched as they commit (PROTOCOL.md §8).
     pub book: OrderBook,
+    /// Whether we agree to netting cycles others propose.
+    pub joins_netting: bool,
+    /// The netting cycles we agreed to forward, by cycle id, until used or expired.
+    pub netting_agreements: BTreeMap<Hash, NettingAgreement>,
+    /// The nettings we proposed and are carrying out, by token.
+    pub netting_rounds: BTreeMap<TokenId, NettingExecution>,
     /// ECDH secrets of the onion sessions we seal to.
     #[serde(skip)]
     pub(crate) onion_cache: OnionCache,
@@ -356,6 +431,9 @@ impl EntityState {
             receiving: BTreeMap::new(),
             next_offer_id: 0,
             book: OrderBook::new(),
+            joins_netting: true,
+            netting_agreements: BTreeMap::new(),
+            netting_rounds: BTreeMap::new(),
             onion_cache: OnionCache::default(),
         }
     }
@@ -399,6 +477,9 @@ impl EntityState {
             receiving,
             next_offer_id,
             book: _,
+            joins_netting,
+            netting_agreements,
+            netting_rounds,
             onion_cache: _,
         } = self;
         #[derive(Serialize)]
@@ -423,9 +504,12 @@ impl EntityState {
             receiving: &'a BTreeMap<(EntityId, u64), (Hash, u128)>,
             next_offer_id: u64,
             book_hash: Hash,
+            joins_netting: bool,
+            netting_agreements: &'a BTreeMap<Hash, NettingAgreement>,
+            netting_rounds: &'a BTreeMap<TokenId, NettingExecution>,
         }
         hash_of(&Committed {
-            tag: "xln.entity.state.v2",
+            tag: "xln.entity.state.v3",
             id,
             board,
             domain,
@@ -445,6 +529,9 @@ impl EntityState {
             receiving,
             next_offer_id: *next_offer_id,
             book_hash,
+            joins_netting: *joins_netting,
+            netting_agreements,
+            netting_rounds,
         })
     }
 
@@ -573,6 +660,13 @@ impl EntityState {
             } => {
                 self.peer_reserves.insert((*peer, *token), *amount);
             }
+            EntityTx::StartNetting(order) => self.start_netting(order, outcome)?,
+            EntityTx::NettingInput {
+                message,
+                sender_board,
+            } => self.receive_netting(message, sender_board, outcome)?,
+            EntityTx::ExpireNetting => self.expire_netting(outcome)?,
+            EntityTx::SetJoinsNetting(joins) => self.joins_netting = *joins,
         }
         Ok(())
     }

@@ -12,11 +12,13 @@ use crate::crypto::{Address, Hash, SignerKey};
 use crate::delta::TokenId;
 use crate::entity::{
     ChainRequest, ConsensusError, EntityEvent, EntityMessage, EntityReplica, EntityState, EntityTx,
-    EntityTxError, ReplicaOutput,
+    EntityTxError, ReplicaOutput, SignedNettingMessage,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
+#[cfg(test)]
+mod netting_tests;
 #[cfg(test)]
 mod payment_tests;
 #[cfg(test)]
@@ -41,6 +43,11 @@ pub enum Payload {
     /// Between two entities, about their account.
     Account {
         message: AccountMessage,
+        sender_board: Board,
+    },
+    /// Between two entities, about netting.
+    Netting {
+        message: SignedNettingMessage,
         sender_board: Board,
     },
 }
@@ -413,6 +420,13 @@ impl Runtime {
                 message: Box::new(message),
                 sender_board,
             }]),
+            Payload::Netting {
+                message,
+                sender_board,
+            } => replica.submit(vec![EntityTx::NettingInput {
+                message: Box::new(message),
+                sender_board,
+            }]),
         };
         self.route(id, outputs, run);
     }
@@ -459,6 +473,21 @@ impl Runtime {
                         signer: peer_board.proposer(),
                     },
                     payload: Payload::Account {
+                        message,
+                        sender_board,
+                    },
+                },
+                ReplicaOutput::ToPeerNetting {
+                    peer_board,
+                    message,
+                    sender_board,
+                } => Envelope {
+                    from,
+                    to: ReplicaId {
+                        entity: message.message.to(),
+                        signer: peer_board.proposer(),
+                    },
+                    payload: Payload::Netting {
                         message,
                         sender_board,
                     },

@@ -11,33 +11,33 @@ use crate::onion::Preimage;
 use crate::routing::FeePolicy;
 use std::collections::BTreeSet;
 
-const TOKEN: u32 = 1;
-const CREDIT: u128 = 10_000;
+pub(super) const TOKEN: u32 = 1;
+pub(super) const CREDIT: u128 = 10_000;
 
-struct Node {
-    key: SignerKey,
-    board: Board,
-    id: EntityId,
-    fee: FeePolicy,
+pub(super) struct Node {
+    pub(super) key: SignerKey,
+    pub(super) board: Board,
+    pub(super) id: EntityId,
+    pub(super) fee: FeePolicy,
 }
 
 /// One single-signer entity per runtime, and a network that can hold a node's messages
 /// while it is offline.
-struct Network {
-    nodes: Vec<Node>,
-    runtimes: Vec<Runtime>,
-    now: u64,
-    offline: BTreeSet<usize>,
-    held: Vec<Envelope>,
-    events: Vec<(usize, RuntimeEvent)>,
+pub(super) struct Network {
+    pub(super) nodes: Vec<Node>,
+    pub(super) runtimes: Vec<Runtime>,
+    pub(super) now: u64,
+    pub(super) offline: BTreeSet<usize>,
+    pub(super) held: Vec<Envelope>,
+    pub(super) events: Vec<(usize, RuntimeEvent)>,
     /// A node whose reveals of preimages are held back (it ACKs locks but does not reveal),
     /// and the messages so held.
-    withholding: Option<usize>,
-    withheld: Vec<Envelope>,
+    pub(super) withholding: Option<usize>,
+    pub(super) withheld: Vec<Envelope>,
 }
 
 impl Network {
-    fn new(count: usize, fee: FeePolicy) -> Self {
+    pub(super) fn new(count: usize, fee: FeePolicy) -> Self {
         let mut net = Network {
             nodes: Vec::new(),
             runtimes: Vec::new(),
@@ -76,11 +76,11 @@ impl Network {
         net
     }
 
-    fn host(&self, to: &ReplicaId) -> usize {
+    pub(super) fn host(&self, to: &ReplicaId) -> usize {
         self.nodes.iter().position(|n| n.id == to.entity).unwrap()
     }
 
-    fn input(&mut self, at: usize, commands: Vec<Command>) {
+    pub(super) fn input(&mut self, at: usize, commands: Vec<Command>) {
         let out = self.runtimes[at].apply(RuntimeInput {
             timestamp: self.now,
             commands,
@@ -89,7 +89,7 @@ impl Network {
         self.deliver_all(at, out);
     }
 
-    fn deliver_all(&mut self, from: usize, out: RuntimeOutput) {
+    pub(super) fn deliver_all(&mut self, from: usize, out: RuntimeOutput) {
         let mut queue: Vec<Envelope> = Vec::new();
         self.absorb(from, out, &mut queue);
         while !queue.is_empty() {
@@ -157,7 +157,7 @@ impl Network {
     }
 
     /// Time passes; every online node gets a tick (and so cancels what expired).
-    fn tick(&mut self, ms: u64) {
+    pub(super) fn tick(&mut self, ms: u64) {
         self.now += ms;
         for i in 0..self.runtimes.len() {
             if !self.offline.contains(&i) {
@@ -166,7 +166,7 @@ impl Network {
         }
     }
 
-    fn set_online(&mut self, node: usize, online: bool) {
+    pub(super) fn set_online(&mut self, node: usize, online: bool) {
         if online {
             self.offline.remove(&node);
             let held = std::mem::take(&mut self.held);
@@ -189,7 +189,7 @@ impl Network {
     }
 
     /// Accounts along consecutive pairs, with credit both ways.
-    fn connect(&mut self, pairs: &[(usize, usize)]) {
+    pub(super) fn connect(&mut self, pairs: &[(usize, usize)]) {
         for &(a, b) in pairs {
             let (ida, idb) = (self.nodes[a].id, self.nodes[b].id);
             let open = Command::Submit {
@@ -213,7 +213,7 @@ impl Network {
         }
     }
 
-    fn route(&self, path: &[usize]) -> Vec<RouteHop> {
+    pub(super) fn route(&self, path: &[usize]) -> Vec<RouteHop> {
         path.iter()
             .map(|&i| RouteHop {
                 entity: self.nodes[i].id,
@@ -224,13 +224,19 @@ impl Network {
     }
 
     /// Starts a payment from `path[0]` along the rest of `path`; returns its hashlock.
-    fn pay(&mut self, path: &[usize], amount: u128, secret: u8) -> Hash {
+    pub(super) fn pay(&mut self, path: &[usize], amount: u128, secret: u8) -> Hash {
         let route = self.route(&path[1..]);
         self.pay_along(path[0], route, amount, secret)
     }
 
     /// Starts a payment from node `from` along `route`; returns its hashlock.
-    fn pay_along(&mut self, from: usize, route: Vec<RouteHop>, amount: u128, secret: u8) -> Hash {
+    pub(super) fn pay_along(
+        &mut self,
+        from: usize,
+        route: Vec<RouteHop>,
+        amount: u128,
+        secret: u8,
+    ) -> Hash {
         let preimage = Preimage([secret; 32]);
         let order = PaymentOrder {
             token: TOKEN,
@@ -249,11 +255,11 @@ impl Network {
         crate::crypto::keccak256(&preimage.0)
     }
 
-    fn status(&self, node: usize, hashlock: &Hash) -> PaymentStatus {
+    pub(super) fn status(&self, node: usize, hashlock: &Hash) -> PaymentStatus {
         self.entity(node).payments[hashlock].status.clone()
     }
 
-    fn entity(&self, node: usize) -> &EntityState {
+    pub(super) fn entity(&self, node: usize) -> &EntityState {
         self.runtimes[node]
             .replica_of(&self.nodes[node].id)
             .unwrap()
@@ -261,7 +267,7 @@ impl Network {
     }
 
     /// What a node is worth across its accounts: Δ from its own side.
-    fn worth(&self, node: usize) -> i128 {
+    pub(super) fn worth(&self, node: usize) -> i128 {
         self.entity(node)
             .accounts
             .values()
@@ -275,7 +281,7 @@ impl Network {
             .sum()
     }
 
-    fn assert_settled(&self) {
+    pub(super) fn assert_settled(&self) {
         for (i, node) in self.nodes.iter().enumerate() {
             let state = self.entity(i);
             for (peer, entry) in &state.accounts {
@@ -306,7 +312,7 @@ impl Network {
     }
 }
 
-fn credit(peer: EntityId, amount: u128) -> EntityTx {
+pub(super) fn credit(peer: EntityId, amount: u128) -> EntityTx {
     EntityTx::Account {
         peer,
         tx: AccountTx::SetCreditLimit {
@@ -316,11 +322,11 @@ fn credit(peer: EntityId, amount: u128) -> EntityTx {
     }
 }
 
-fn chain(count: usize) -> Vec<(usize, usize)> {
+pub(super) fn chain(count: usize) -> Vec<(usize, usize)> {
     (0..count - 1).map(|i| (i, i + 1)).collect()
 }
 
-const FEE: FeePolicy = FeePolicy {
+pub(super) const FEE: FeePolicy = FeePolicy {
     base: 2,
     ppm: 1_000,
 };
@@ -531,7 +537,7 @@ fn received(net: &Network, at: usize) -> Vec<Hash> {
 }
 
 /// The `ForwardRefused` reasons node `at` reported.
-fn refusals(net: &Network, at: usize) -> Vec<FailReason> {
+pub(super) fn refusals(net: &Network, at: usize) -> Vec<FailReason> {
     net.events
         .iter()
         .filter_map(|(node, event)| match event {

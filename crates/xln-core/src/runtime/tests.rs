@@ -737,3 +737,114 @@ proptest! {
         prop_assert_eq!(live.runtime.state(), resumed.runtime.state());
     }
 }
+
+#[test]
+fn a_hub_with_a_two_of_three_board_agrees_to_netting_by_consensus_and_forwards_the_loop() {
+    use crate::entity::{EntityEvent, NettingOrder};
+    use crate::netting::SignedPosition;
+    // Runtimes 0..3: the hub's members. Runtimes 3, 4: wallets A and B, with accounts among
+    // all three: A owes the hub, the hub owes B, B owes A.
+    let hub_keys = [key(1), key(2), key(3)];
+    let hub_board = two_of_three(&hub_keys);
+    let hub = hub_board.lazy_entity_id();
+    let wallet_keys = [key(21), key(22)];
+    let wallet_boards: Vec<Board> = wallet_keys
+        .iter()
+        .map(|k| Board::single(k.address()))
+        .collect();
+    let [a, b] = [0, 1].map(|i| wallet_boards[i].lazy_entity_id());
+    let mut net = Net::new(vec![
+        vec![hub_keys[0].clone()],
+        vec![hub_keys[1].clone()],
+        vec![hub_keys[2].clone()],
+        vec![wallet_keys[0].clone()],
+        vec![wallet_keys[1].clone()],
+    ]);
+    for (i, k) in hub_keys.iter().enumerate() {
+        net.command(i, add_replica(&hub_board, k.address()));
+    }
+    for (i, k) in wallet_keys.iter().enumerate() {
+        net.command(3 + i, add_replica(&wallet_boards[i], k.address()));
+    }
+    let open = |peer: EntityId, board: &Board| EntityTx::OpenAccount {
+        peer,
+        peer_board: board.clone(),
+    };
+    net.submit(3, a, vec![open(hub, &hub_board), credit(hub, 1_000)]);
+    net.submit(4, b, vec![open(hub, &hub_board), credit(hub, 1_000)]);
+    net.submit(3, a, vec![open(b, &wallet_boards[1]), credit(b, 1_000)]);
+    net.submit(4, b, vec![credit(a, 1_000)]);
+    net.submit(0, hub, vec![credit(a, 1_000), credit(b, 1_000)]);
+    net.submit(3, a, vec![pay(hub, 300)]);
+    net.submit(0, hub, vec![pay(b, 200)]);
+    net.submit(4, b, vec![pay(a, 250)]);
+
+    // What each entity is owed minus what it owes, from its own books.
+    let owed = |net: &Net, at: usize, me: &EntityId, peer: &EntityId| {
+        let account = net.account(at, me, peer);
+        let left_view = crate::netting::uncollateralised(&account.state().deltas[&TOKEN]).unwrap();
+        match account.side() {
+            crate::delta::Side::Left => left_view,
+            crate::delta::Side::Right => -left_view,
+        }
+    };
+    let nets = |net: &Net| {
+        [
+            owed(net, 0, &hub, &a) + owed(net, 0, &hub, &b),
+            owed(net, 3, &a, &hub) + owed(net, 3, &a, &b),
+            owed(net, 4, &b, &hub) + owed(net, 4, &b, &a),
+        ]
+    };
+    let before = nets(&net);
+    assert_eq!(before, [100, -50, -50]);
+
+    let mut positions = Vec::new();
+    for (at, me, peers) in [(0, hub, [a, b]), (3, a, [hub, b]), (4, b, [hub, a])] {
+        for peer in peers {
+            positions.push(SignedPosition::from_account(&net.account(at, &me, &peer)).unwrap());
+        }
+    }
+    let order = NettingOrder {
+        token: TOKEN,
+        positions,
+        boards: vec![
+            hub_board.clone(),
+            wallet_boards[0].clone(),
+            wallet_boards[1].clone(),
+        ],
+        secret: crate::onion::Preimage([5; 32]),
+        onion_key: wallet_keys[0].public_key(),
+    };
+    net.events.clear();
+    net.submit(3, a, vec![EntityTx::StartNetting(Box::new(order))]);
+
+    // Every hub member applied the agreement (by the committed frame), and the loop of 200
+    // went through the hub with no fee.
+    let agreed_at: Vec<usize> = net
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            RuntimeEvent::Entity {
+                replica,
+                event: EntityEvent::NettingAgreed { amount: 200, .. },
+            } if replica.entity == hub => Some(replica.signer),
+            _ => None,
+        })
+        .map(|signer| hub_keys.iter().position(|k| k.address() == signer).unwrap())
+        .collect();
+    assert_eq!(agreed_at.len(), 3, "each member: {agreed_at:?}");
+    assert_eq!(nets(&net), before, "no net position moved");
+    assert_eq!(owed(&net, 0, &hub, &a), 100);
+    assert_eq!(owed(&net, 4, &b, &hub), 0);
+    assert_eq!(owed(&net, 3, &a, &b), 50);
+    let hashes: Vec<Hash> = (0..3)
+        .map(|i| net.runtimes[i].replica_of(&hub).unwrap().state().hash())
+        .collect();
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]));
+    for i in 0..3 {
+        let state = net.runtimes[i].replica_of(&hub).unwrap().state();
+        assert!(state.netting_agreements.is_empty(), "member {i}: used up");
+    }
+    let wallet = net.runtimes[3].replica_of(&a).unwrap().state();
+    assert!(wallet.netting_rounds.is_empty(), "the netting is over");
+}
