@@ -19,8 +19,11 @@ const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 
 const SCHEMA_KEY: &str = "schema_version";
-/// The layout of the tables above. A database from a newer version is refused.
-pub const SCHEMA_VERSION: u64 = 2;
+/// The layout of the tables above and of the state and inputs in them. A database of another
+/// version is refused: there is no migration yet, and reading an older layout as the new one
+/// would take its snapshots for damaged ones. 3: settlements, swap orders and netting changed
+/// the account and entity state.
+pub const SCHEMA_VERSION: u64 = 3;
 /// Snapshots kept: an older one to fall back on if the newest does not check out.
 const KEPT_SNAPSHOTS: usize = 2;
 
@@ -33,6 +36,11 @@ pub enum StoreError {
          understands: use a newer xln"
     )]
     NewerSchema { found: u64 },
+    #[error(
+        "the database has schema version {found}, written by an older xln; this one ({SCHEMA_VERSION}) \
+         has no migration for it: keep using the older xln, or start from a new data dir"
+    )]
+    OlderSchema { found: u64 },
     #[error("input {seq} does not follow the last stored input {last}")]
     OutOfOrder { seq: u64, last: u64 },
 }
@@ -80,6 +88,9 @@ impl Store {
             match found {
                 Some(found) if found > SCHEMA_VERSION => {
                     return Err(StoreError::NewerSchema { found });
+                }
+                Some(found) if found < SCHEMA_VERSION => {
+                    return Err(StoreError::OlderSchema { found });
                 }
                 Some(_) => {}
                 None => {

@@ -176,3 +176,18 @@ fn a_database_from_a_newer_schema_is_refused() {
     assert!(matches!(error, StoreError::NewerSchema { found } if found == SCHEMA_VERSION + 1));
     assert!(error.to_string().contains("use a newer xln"));
 }
+
+#[test]
+fn a_database_from_an_older_schema_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("xln.redb");
+    Store::open(&path).unwrap().set_schema(SCHEMA_VERSION - 1);
+    let error = Store::open(&path).err().expect("refused");
+    assert!(matches!(error, StoreError::OlderSchema { found } if found == SCHEMA_VERSION - 1));
+    assert!(error.to_string().contains("no migration"), "{error}");
+    // Refused again: the version was not rewritten by the first attempt.
+    assert!(matches!(
+        Store::open(&path),
+        Err(StoreError::OlderSchema { .. })
+    ));
+}
