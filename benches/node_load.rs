@@ -114,16 +114,8 @@ async fn main() {
     let root = tempfile::tempdir().unwrap();
     let chain = chain(root.path()).await;
     let port = free_port();
-    let hub_spec = NodeSpec {
-        name: "hub",
-        listen: true,
-        dial: Vec::new(),
-        hub: true,
-        key: None,
-        extra: String::new(),
-    };
     let set_up = Instant::now();
-    let mut hub = NodeProcess::init(root.path(), &chain, hub_spec, Some(port));
+    let mut hub = NodeProcess::init(root.path(), &chain, NodeSpec::hub("hub"), Some(port));
     hub.run().await;
     let names: Vec<String> = (0..wallets).map(|i| format!("w{i:03}")).collect();
     let mut nodes: Vec<NodeProcess> = names

@@ -70,6 +70,18 @@ pub struct NodeSpec<'a> {
 }
 
 impl<'a> NodeSpec<'a> {
+    /// A single-signer hub that listens (on the port given to `NodeProcess::init`).
+    pub fn hub(name: &'a str) -> Self {
+        NodeSpec {
+            name,
+            listen: true,
+            dial: Vec::new(),
+            hub: true,
+            key: None,
+            extra: String::new(),
+        }
+    }
+
     pub fn wallet(name: &'a str, hub_port: u16) -> Self {
         NodeSpec {
             name,
@@ -366,15 +378,7 @@ pub async fn hub_and_two_wallets(
     chain: &Chain,
 ) -> (NodeProcess, NodeProcess, NodeProcess) {
     let port = free_port();
-    let hub_spec = NodeSpec {
-        name: "hub",
-        listen: true,
-        dial: Vec::new(),
-        hub: true,
-        key: None,
-        extra: String::new(),
-    };
-    let mut hub = NodeProcess::init(root, chain, hub_spec, Some(port));
+    let mut hub = NodeProcess::init(root, chain, NodeSpec::hub("hub"), Some(port));
     let mut alice = NodeProcess::init(root, chain, NodeSpec::wallet("alice", port), None);
     let mut bob = NodeProcess::init(root, chain, NodeSpec::wallet("bob", port), None);
     hub.run().await;
