@@ -123,8 +123,11 @@ fn honest_proposal(net: &Network) -> (NettingProposal, Vec<SignedPosition>) {
     (propose(&set, TOKEN).unwrap(), positions)
 }
 
-/// What node `at` reported finishing: (cleared cycles, left out, why it ended early).
-fn finished(net: &Network, at: usize) -> Vec<(Vec<(Hash, u128)>, Vec<EntityId>, Option<String>)> {
+/// A netting's end as its proposer reported it: (cleared cycles, left out, why it ended early).
+type Finished = (Vec<(Hash, u128)>, Vec<EntityId>, Option<String>);
+
+/// What node `at` reported finishing.
+fn finished(net: &Network, at: usize) -> Vec<Finished> {
     net.events
         .iter()
         .filter_map(|(node, event)| match event {
@@ -398,7 +401,14 @@ fn bad_requests_are_refused_by_every_honest_participant_and_nothing_moves() {
     }
 
     // (what, proposal, evidence, who is asked, what each refuses with)
-    let cases: Vec<(&str, NettingProposal, Vec<SignedPosition>, Vec<usize>, &str)> = vec![
+    type Case<'a> = (
+        &'a str,
+        NettingProposal,
+        Vec<SignedPosition>,
+        Vec<usize>,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "a net position changed",
             moves_a_net,
