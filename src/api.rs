@@ -503,10 +503,44 @@ pub struct ChainTxView {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NettingView {
+    /// Each proposal in words: a summary line, then the details.
     pub proposals: Vec<String>,
     /// The id of each proposal, in the order of `proposals` (for `NettingExecute`/`Dismiss`).
     #[serde(default)]
     pub ids: Vec<u64>,
+    /// The proposals themselves, in the same order.
+    #[serde(default)]
+    pub plans: Vec<NettingPlan>,
+    /// Proposals dismissed and not shown; each returns when its positions change.
+    #[serde(default)]
+    pub dismissed: usize,
+}
+
+/// A netting proposal of ours for one token (see `node::netting`): each account's credit debt
+/// settled in one on-chain batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NettingPlan {
+    pub token: u32,
+    pub accounts: Vec<NettingAccount>,
+    /// Every account settled on its own.
+    pub before: xln_core::netting::NettingFigures,
+    /// With this proposal.
+    pub after: xln_core::netting::NettingFigures,
+    /// How our reserve moves in the batch (`> 0` in).
+    pub reserve_movement: i128,
+    /// "ready", or how far its execution is.
+    pub status: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NettingAccount {
+    pub peer: EntityId,
+    /// Beyond the collateral: `> 0` the peer owes us, `< 0` we owe the peer.
+    pub uncollateralised: i128,
+    /// What the batch pays of it.
+    pub settles: u128,
+    /// Why it is not settled in full, if it is not.
+    pub left_out: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

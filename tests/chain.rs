@@ -1493,6 +1493,7 @@ async fn core_chain_requests_go_out_in_one_batch_and_come_back_into_both_account
 async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_account_flat() {
     use std::collections::BTreeSet;
     use xln::node::settlement::{self, SettleAction};
+    use xln_core::account::SettlementScope;
     use xln_core::entity::{ChainRequest, EntityTx};
     use xln_core::runtime::{Command, Runtime, RuntimeInput};
     let net = Net::start().await;
@@ -1580,7 +1581,14 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
     assert_eq!(reserves_before, (U256::from(700), U256::from(50)));
 
     // H asks to settle: the plan pays H the collateral and A's 100 from A's reserve.
-    let action = settlement::request(pair.entity(1), &a.id, &domain, &h.keys[0]).unwrap();
+    let action = settlement::request(
+        pair.entity(1),
+        &a.id,
+        SettlementScope::Account,
+        &domain,
+        &h.keys[0],
+    )
+    .unwrap();
     let SettleAction::Propose { tx, what } = action else {
         panic!("a proposal");
     };
@@ -1662,7 +1670,13 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
     // The same settlement again is stale: the nonce moved, the digest no longer verifies.
     reverted_with(net.batch(&a, vec![stale]).await, "InvalidQuorum");
     // And there is nothing left to settle.
-    let again = settlement::request(pair.entity(1), &a.id, &domain, &h.keys[0]);
+    let again = settlement::request(
+        pair.entity(1),
+        &a.id,
+        SettlementScope::Account,
+        &domain,
+        &h.keys[0],
+    );
     assert!(
         matches!(&again, Err(e) if e.contains("nothing to settle")),
         "{:?}",

@@ -9,6 +9,7 @@
 mod chain_worker;
 pub mod control;
 pub mod metrics;
+pub mod netting;
 mod orders;
 pub mod settlement;
 mod view;

@@ -15,7 +15,9 @@
 //! need a signing round among its members that the node does not have yet.
 
 use crate::chain::batch::{ChainOp, Settlement};
-use xln_core::account::{AccountTx, SettlementPlan, SettlementTerms, plan_settlement};
+use xln_core::account::{
+    AccountTx, SettlementPlan, SettlementScope, SettlementTerms, plan_settlement,
+};
 use xln_core::board::{Board, EntityId, QuorumSignature};
 use xln_core::crypto::{Hash, SignerKey};
 use xln_core::delta::Side;
@@ -51,11 +53,12 @@ pub enum SettleAction {
     Resubmit { op: ChainOp, what: String },
 }
 
-/// The settlement of our account with `peer`: a proposal of its plan, or, if one both sides
-/// signed is still waiting for the chain, that one again.
+/// The settlement of our account with `peer` in `scope`: a proposal of its plan, or, if one
+/// both sides signed is still waiting for the chain, that one again.
 pub fn request(
     state: &EntityState,
     peer: &EntityId,
+    scope: SettlementScope,
     domain: &Hash,
     key: &SignerKey,
 ) -> Result<SettleAction, String> {
@@ -85,16 +88,8 @@ pub fn request(
             )),
         };
     }
+    let plan = plan(state, peer, scope)?;
     let side = account.side();
-    let plan = plan_settlement(account.state(), |of, token| {
-        let reserve = if of == side {
-            state.reserves.get(&token)
-        } else {
-            state.peer_reserves.get(&(*peer, token))
-        };
-        reserve.copied().unwrap_or(0)
-    })
-    .map_err(|e| format!("settlement with {}: {e}", peer.short()))?;
     let digest = digest(domain, state.id, *peer, &plan.terms);
     let what = describe(&plan, side, peer);
     Ok(SettleAction::Propose {
@@ -108,6 +103,29 @@ pub fn request(
     })
 }
 
+/// The plan of a settlement of our account with `peer` in `scope`, with the reserves we know.
+pub fn plan(
+    state: &EntityState,
+    peer: &EntityId,
+    scope: SettlementScope,
+) -> Result<SettlementPlan, String> {
+    let account = &state
+        .accounts
+        .get(peer)
+        .ok_or_else(|| format!("no account with {}", peer.short()))?
+        .account;
+    let side = account.side();
+    plan_settlement(account.state(), scope, |of, token| {
+        let reserve = if of == side {
+            state.reserves.get(&token)
+        } else {
+            state.peer_reserves.get(&(*peer, token))
+        };
+        reserve.copied().unwrap_or(0)
+    })
+    .map_err(|e| format!("settlement with {}: {e}", peer.short()))
+}
+
 /// The plan in words, from our side: what each reserve gets and what credit stays.
 pub fn describe(plan: &SettlementPlan, side: Side, peer: &EntityId) -> String {
     let mut parts = Vec::new();
@@ -117,11 +135,12 @@ pub fn describe(plan: &SettlementPlan, side: Side, peer: &EntityId) -> String {
             Side::Left => (d.left_diff, d.right_diff),
             Side::Right => (d.right_diff, d.left_diff),
         };
-        let mut text = format!(
-            "token {}: collateral {} released; our reserve {ours:+}, the peer's {theirs:+}",
-            d.token,
-            d.collateral_diff.unsigned_abs()
-        );
+        let mut text = format!("token {}: ", d.token);
+        if d.collateral_diff != 0 {
+            let released = d.collateral_diff.unsigned_abs();
+            text.push_str(&format!("collateral {released} released; "));
+        }
+        text.push_str(&format!("our reserve {ours:+}, the peer's {theirs:+}"));
         if let Some(debtor) = token.debtor {
             let who = if debtor == side {
                 "we owe"

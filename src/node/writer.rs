@@ -7,11 +7,12 @@
 
 use super::chain_worker::ChainJob;
 use super::metrics::{Metrics, PaymentOutcome, gauge_value};
+use super::netting::{self, NettingBatch};
 use super::orders::{self, NEVER_EXPIRES_MS, Orders};
 use super::{NodeInput, settlement, view};
 use crate::api::{
     BOOK_ORDERS_SHOWN, ChainStatus, ChainTxView, ForwardView, ForwardsView, FrameSummary, LogLevel,
-    LogLine, NettingView, NodeView, PendingRequest, Request, Response, RouteView,
+    LogLine, NettingPlan, NettingView, NodeView, PendingRequest, Request, Response, RouteView,
 };
 use crate::chain::client::ChainConfig;
 use crate::config::Config;
@@ -21,9 +22,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-use xln_core::account::AccountTx;
+use xln_core::account::{AccountTx, SettlementScope};
 use xln_core::board::{Board, EntityId, QuorumError, QuorumSignature};
 use xln_core::crypto::{Address, Hash, SignerKey};
+use xln_core::delta::TokenId;
 use xln_core::entity::{
     ChainRequest, EntityEvent, EntityState, EntityTx, KEPT_FINISHED_PAYMENTS, PaymentOrder,
     RouteHop, SwapOrder,
@@ -136,6 +138,11 @@ pub(super) struct Writer {
     /// Peers' settlement proposals (by peer and digest) our core refused to accept: not
     /// offered again.
     refused_settlements: BTreeSet<(EntityId, Hash)>,
+    /// The netting under way: its signed settlements wait here to go on chain together.
+    netting_batch: Option<NettingBatch>,
+    /// Netting proposals the operator dismissed, by token, with the proposal they saw: shown
+    /// again once it changes.
+    dismissed_netting: BTreeMap<TokenId, NettingPlan>,
 }
 
 /// What one turn will do, gathered from the items of the batch.
@@ -151,7 +158,8 @@ struct Turn {
 }
 
 struct Submitted {
-    tx: EntityTx,
+    /// Submitted together; the answer is an error only if every one was dropped.
+    txs: Vec<EntityTx>,
     reply: oneshot::Sender<Response>,
     ok: Response,
 }
@@ -203,6 +211,8 @@ impl Writer {
             onion_session: (random_bytes(), 0),
             payment_waiters: BTreeMap::new(),
             refused_settlements: BTreeSet::new(),
+            netting_batch: None,
+            dismissed_netting: BTreeMap::new(),
             view_published_at: std::time::Instant::now(),
             view_stale: true,
         }
@@ -396,18 +406,27 @@ impl Writer {
             })
             .collect();
         for submitted in turn.submitted {
-            let dropped = events.iter().find_map(|e| match e {
-                RuntimeEvent::TxDropped { tx, error, .. } if **tx == submitted.tx => {
-                    Some(error.to_string())
-                }
-                _ => None,
-            });
-            let response = match (dropped, &submitted.tx) {
-                (Some(message), _) => Response::Error { message },
-                (None, EntityTx::PlaceSwap(order)) => {
-                    self.placed_response(order, &mut placed, submitted.ok)
-                }
-                (None, _) => submitted.ok,
+            let dropped: Vec<String> = submitted
+                .txs
+                .iter()
+                .filter_map(|submitted| {
+                    events.iter().find_map(|e| match e {
+                        RuntimeEvent::TxDropped { tx, error, .. } if **tx == *submitted => {
+                            Some(error.to_string())
+                        }
+                        _ => None,
+                    })
+                })
+                .collect();
+            let response = match (submitted.txs.as_slice(), submitted.ok) {
+                (txs, _) if dropped.len() == txs.len() && !dropped.is_empty() => Response::Error {
+                    message: dropped.join("; "),
+                },
+                ([EntityTx::PlaceSwap(order)], ok) => self.placed_response(order, &mut placed, ok),
+                (_, Response::Done { what }) if !dropped.is_empty() => Response::Done {
+                    what: format!("{what}; refused: {}", dropped.join("; ")),
+                },
+                (_, ok) => ok,
             };
             let _ = submitted.reply.send(response);
         }
@@ -425,6 +444,7 @@ impl Writer {
             let _ = reply.send(response);
         }
         self.answer_payment_waiters();
+        self.flush_netting_batch(now);
         self.maybe_publish_profile(now);
         self.view_stale |= applied || had_items;
         if self.view_stale && self.view_published_at.elapsed() >= VIEW_EVERY {
@@ -636,39 +656,46 @@ impl Writer {
             self.net
                 .send(envelope.to.signer, WireMessage::Envelope(envelope));
         }
-        let mut by_entity: BTreeMap<EntityId, Vec<ChainRequest>> = BTreeMap::new();
-        for (entity, request) in out.chain {
-            by_entity.entry(entity).or_default().push(request);
+        let mut ours: Vec<ChainRequest> = out
+            .chain
+            .into_iter()
+            .filter(|(entity, _)| *entity == self.entity)
+            .map(|(_, request)| request)
+            .collect();
+        if let Some(batch) = &mut self.netting_batch {
+            ours = batch.take(ours);
         }
-        for (entity, requests) in by_entity {
-            if entity != self.entity || !self.is_proposer() {
-                continue;
-            }
-            let what = format!("batch of {} operation(s)", requests.len());
-            self.pending_chain.push(ChainTxView {
-                what: what.clone(),
-                tx: None,
-                confirmations: 0,
-            });
-            let job = ChainJob::Batch {
-                entity,
-                board: self.board.clone(),
-                ops: requests
-                    .iter()
-                    .map(crate::chain::batch::ChainOp::from)
-                    .collect(),
-                what,
-                reply: None,
-            };
-            if self.chain_jobs.try_send(job).is_err() {
-                self.log_line(
-                    LogLevel::Error,
-                    "the chain worker is not taking jobs".into(),
-                );
-            }
+        if !ours.is_empty() && self.is_proposer() {
+            self.submit_chain_requests(ours);
         }
         for event in out.events {
             self.record(event);
+        }
+    }
+
+    /// Our entity's chain requests, as one batch transaction.
+    fn submit_chain_requests(&mut self, requests: Vec<ChainRequest>) {
+        let what = format!("batch of {} operation(s)", requests.len());
+        self.pending_chain.push(ChainTxView {
+            what: what.clone(),
+            tx: None,
+            confirmations: 0,
+        });
+        let job = ChainJob::Batch {
+            entity: self.entity,
+            board: self.board.clone(),
+            ops: requests
+                .iter()
+                .map(crate::chain::batch::ChainOp::from)
+                .collect(),
+            what,
+            reply: None,
+        };
+        if self.chain_jobs.try_send(job).is_err() {
+            self.log_line(
+                LogLevel::Error,
+                "the chain worker is not taking jobs".into(),
+            );
         }
     }
 
@@ -964,13 +991,8 @@ impl Writer {
     ) {
         match self.plan_request(request, now) {
             Ok(Planned::Read(request)) => turn.reads.push((request, reply)),
-            Ok(Planned::Submit { tx, ok }) => {
-                turn.commands.push(Command::Submit {
-                    entity: self.entity,
-                    txs: vec![tx.clone()],
-                });
-                turn.submitted.push(Submitted { tx, reply, ok });
-            }
+            Ok(Planned::Submit { tx, ok }) => self.submit(vec![tx], reply, ok, turn),
+            Ok(Planned::SubmitAll { txs, ok }) => self.submit(txs, reply, ok, turn),
             Ok(Planned::Chain(job)) => {
                 let job = job(reply);
                 if let Err(error) = self.chain_jobs.try_send(job) {
@@ -992,6 +1014,21 @@ impl Writer {
                 let _ = reply.send(Response::Error { message });
             }
         }
+    }
+
+    /// Transactions of our entity for this turn, answered once it is applied.
+    fn submit(
+        &self,
+        txs: Vec<EntityTx>,
+        reply: oneshot::Sender<Response>,
+        ok: Response,
+        turn: &mut Turn,
+    ) {
+        turn.commands.push(Command::Submit {
+            entity: self.entity,
+            txs: txs.clone(),
+        });
+        turn.submitted.push(Submitted { txs, reply, ok });
     }
 
     /// What a request asks for, checked against the state: a clear error changes nothing.
@@ -1116,7 +1153,8 @@ impl Writer {
             }
             Request::Settle { peer } => {
                 let peer = self.existing_account(&peer)?;
-                match settlement::request(state, &peer, &self.domain, &self.key)? {
+                let scope = SettlementScope::Account;
+                match settlement::request(state, &peer, scope, &self.domain, &self.key)? {
                     settlement::SettleAction::Propose { tx, what } => Ok(Planned::Submit {
                         tx,
                         ok: Response::Done { what },
@@ -1139,10 +1177,45 @@ impl Writer {
                     }
                 }
             }
-            Request::NettingExecute { id } | Request::NettingDismiss { id } => Err(format!(
-                "netting proposal {id}: executing or dismissing proposals is not built into the \
-                 node yet; `netting` shows what the accounts would settle"
-            )),
+            Request::NettingExecute { id } => {
+                let plan = self.netting_proposal(id)?;
+                if let Some(batch) = &self.netting_batch {
+                    return Err(format!(
+                        "the netting of token {} is under way ({} of its settlements signed, {} \
+                         awaited); one at a time",
+                        batch.token,
+                        batch.signed(),
+                        batch.waiting()
+                    ));
+                }
+                let txs = netting::settlement_txs(state, &plan, &self.domain, &self.key)?;
+                let peers: Vec<EntityId> = txs.iter().map(|(peer, _)| *peer).collect();
+                self.netting_batch = Some(NettingBatch::new(plan.token, peers.clone(), now));
+                self.dismissed_netting.remove(&plan.token);
+                Ok(Planned::SubmitAll {
+                    txs: txs.into_iter().map(|(_, tx)| tx).collect(),
+                    ok: Response::Done {
+                        what: format!(
+                            "netting of token {}: debt settlements proposed to {} peer(s); they \
+                             go on chain in one batch once signed (waiting up to {} s), and \
+                             payments on those accounts pause until then",
+                            plan.token,
+                            peers.len(),
+                            netting::SIGNATURE_WAIT_MS / 1_000
+                        ),
+                    },
+                })
+            }
+            Request::NettingDismiss { id } => {
+                let plan = self.netting_proposal(id)?;
+                let token = plan.token;
+                self.dismissed_netting.insert(token, plan);
+                Ok(Planned::Answered(Response::Done {
+                    what: format!(
+                        "netting proposal {id} dismissed; it returns when its positions change"
+                    ),
+                }))
+            }
             Request::PlaceOrder {
                 peer,
                 give_token,
@@ -1406,44 +1479,85 @@ impl Writer {
         }
     }
 
-    /// What our own accounts would settle on chain, per token (netting detection on the
-    /// positions we hold ourselves).
+    /// Our netting proposals, one per token with a debt beyond collateral in our accounts
+    /// (see `node::netting`), with the one under way marked and the dismissed ones left out.
     fn netting_view(&self) -> NettingView {
+        let mut view = NettingView::default();
         let Some(state) = self.state() else {
-            return NettingView::default();
+            return view;
         };
-        let tokens: std::collections::BTreeSet<u32> = state
+        let tokens: BTreeSet<TokenId> = state
             .accounts
             .values()
             .flat_map(|e| e.account.state().deltas.keys().copied())
             .collect();
-        let mut view = NettingView::default();
         for token in tokens {
-            match xln_core::netting::hub_positions(state, token) {
-                Ok(positions) => {
-                    let open = positions
-                        .counterparties
-                        .iter()
-                        .filter(|c| c.uncollateralised != 0)
-                        .count();
-                    view.proposals.push(format!(
-                        "token {token}: {open} account(s) with uncollateralised positions; \
-                         peers owe us {}, we owe {}; settled in one batch our reserve moves {} \
-                         instead of {} settlements",
-                        positions.owed_to_hub,
-                        positions.owed_by_hub,
-                        positions.reserve_movement,
-                        open
-                    ));
-                    view.ids.push(u64::from(token));
+            let text = match netting::plan(state, token) {
+                Ok(plan) if plan.accounts.is_empty() => continue,
+                Ok(plan) if self.dismissed_netting.get(&token) == Some(&plan) => {
+                    view.dismissed += 1;
+                    continue;
                 }
-                Err(error) => {
-                    view.proposals.push(format!("token {token}: {error}"));
-                    view.ids.push(u64::from(token));
+                Ok(mut plan) => {
+                    if let Some(batch) = self.netting_batch.as_ref().filter(|b| b.token == token) {
+                        plan.status = format!(
+                            "under way: {} signed, {} awaited",
+                            batch.signed(),
+                            batch.waiting()
+                        );
+                    }
+                    let text = netting::describe(&plan);
+                    view.plans.push(plan);
+                    text
                 }
-            }
+                Err(error) => format!("token {token}: {error}"),
+            };
+            view.proposals.push(text);
+            view.ids.push(u64::from(token));
         }
         view
+    }
+
+    /// The proposal `id` (its token) as it stands now.
+    fn netting_proposal(&self, id: u64) -> Result<NettingPlan, String> {
+        let state = self.state().ok_or("the entity is not created yet")?;
+        let token = TokenId::try_from(id).map_err(|_| format!("no netting proposal {id}"))?;
+        let plan = netting::plan(state, token)?;
+        if plan.accounts.is_empty() {
+            return Err(format!(
+                "no netting proposal {id}: no account has a debt beyond collateral in token {token}"
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// Sends the netting's batch once every peer signed or the wait is over.
+    fn flush_netting_batch(&mut self, now: u64) {
+        let Some(mut batch) = self.netting_batch.take() else {
+            return;
+        };
+        if let Some(state) = self.state() {
+            batch.forget_gone(state);
+        }
+        if !batch.due(now) {
+            self.netting_batch = Some(batch);
+            return;
+        }
+        let (token, waiting) = (batch.token, batch.waiting());
+        let requests = batch.into_requests(self.entity);
+        if waiting > 0 {
+            self.warn(format!(
+                "netting of token {token}: {waiting} peer(s) did not sign in time; their \
+                 settlements go on chain alone once signed"
+            ));
+        }
+        if requests.is_empty() {
+            self.warn(format!(
+                "netting of token {token}: no settlement was signed"
+            ));
+            return;
+        }
+        self.submit_chain_requests(requests);
     }
 
     fn payment_pending(&self, hashlock: &Hash) -> bool {
@@ -1753,7 +1867,15 @@ type ChainJobBuilder = Box<dyn FnOnce(oneshot::Sender<Response>) -> ChainJob + S
 
 enum Planned {
     Read(Request),
-    Submit { tx: EntityTx, ok: Response },
+    Submit {
+        tx: EntityTx,
+        ok: Response,
+    },
+    /// Transactions of our entity, in one frame.
+    SubmitAll {
+        txs: Vec<EntityTx>,
+        ok: Response,
+    },
     Chain(ChainJobBuilder),
     Answered(Response),
 }

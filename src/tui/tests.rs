@@ -773,17 +773,8 @@ fn netting_is_asked_on_show_and_executed_after_a_confirmation() {
     assert_eq!(request, Request::Netting);
     key(&mut console, KeyCode::Char('r'));
     nothing_sent(&mut console);
-    console.on_response(
-        id,
-        Response::Netting(NettingView {
-            proposals: vec![
-                "hub-1 ↔ hub-2: net 40 USDC\nhub-1 owes hub-2 140, hub-2 owes hub-1 100".into(),
-                "bob ↔ carol: net 5 USDC".into(),
-            ],
-            ids: vec![17, 18],
-        }),
-    );
-    assert!(render(&console, 80, 24).contains("hub-1 owes hub-2 140"));
+    console.on_response(id, Response::Netting(netting_proposals()));
+    assert!(render(&console, 80, 24).contains("owes us 140; settles 140"));
     key(&mut console, KeyCode::Char('x'));
     assert!(console.confirming().is_some());
     key(&mut console, KeyCode::Char('y'));
@@ -1179,16 +1170,7 @@ fn snapshot_netting() {
     key(&mut console, KeyCode::Char('5'));
     let (id, _) = sent(&mut console);
     insta::assert_snapshot!("netting_asking_80x24", render(&console, 80, 24));
-    console.on_response(
-        id,
-        Response::Netting(NettingView {
-            proposals: vec![
-                "hub-1 ↔ hub-2: net 40 USDC\nhub-1 owes hub-2 140, hub-2 owes hub-1 100".into(),
-                "bob ↔ carol: net 5 USDC".into(),
-            ],
-            ids: vec![17, 18],
-        }),
-    );
+    console.on_response(id, Response::Netting(netting_proposals()));
     insta::assert_snapshot!("netting_80x24", render(&console, 80, 24));
 }
 
@@ -1291,4 +1273,53 @@ fn smoke_the_loop_on_a_terminal() {
             .await
             .expect("the console ran and quit");
     });
+}
+
+/// Two proposals as the node words them: token 17 with two accounts, token 18 with one whose
+/// debtor's reserve is short.
+fn netting_proposals() -> NettingView {
+    use xln_core::netting::NettingFigures;
+    let account = |byte: u8, uncollateralised: i128, settles: u128| NettingAccount {
+        peer: EntityId([byte; 32]),
+        uncollateralised,
+        settles,
+        left_out: (settles < uncollateralised.unsigned_abs())
+            .then(|| format!("the debtor's reserve covers {settles}")),
+    };
+    let plan = |token: u32, accounts: Vec<NettingAccount>| {
+        let exposure: u128 = accounts
+            .iter()
+            .map(|a| a.uncollateralised.unsigned_abs())
+            .sum();
+        let settled: u128 = accounts.iter().map(|a| a.settles).sum();
+        NettingPlan {
+            token,
+            before: NettingFigures {
+                settlements: accounts.len() as u64,
+                gross_on_chain: exposure,
+                exposure,
+            },
+            after: NettingFigures {
+                settlements: 1,
+                gross_on_chain: settled,
+                exposure: exposure - settled,
+            },
+            reserve_movement: accounts
+                .iter()
+                .map(|a| a.uncollateralised.signum() * a.settles as i128)
+                .sum(),
+            status: "ready".into(),
+            accounts,
+        }
+    };
+    let plans = vec![
+        plan(17, vec![account(0x11, 140, 140), account(0x22, -100, 100)]),
+        plan(18, vec![account(0x33, 5, 2)]),
+    ];
+    NettingView {
+        proposals: plans.iter().map(crate::node::netting::describe).collect(),
+        ids: vec![17, 18],
+        plans,
+        dismissed: 0,
+    }
 }

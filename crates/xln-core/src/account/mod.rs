@@ -17,8 +17,8 @@ pub use machine::{
     MAX_SUPERSEDED_VERSIONS, PendingFrame, REFRESH_AFTER_MS, Reply, Step,
 };
 pub use settlement::{
-    PendingSettlement, SettlementPlan, SettlementState, SettlementTerms, TokenDiff, TokenPlan,
-    plan_settlement,
+    PendingSettlement, SettlementPlan, SettlementScope, SettlementState, SettlementTerms,
+    TokenDiff, TokenPlan, plan_settlement,
 };
 pub use tx::{
     AccountState, AccountTx, Clock, FailReason, Failure, Htlc, HtlcResolution, MAX_HTLC_PAYLOAD,

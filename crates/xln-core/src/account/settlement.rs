@@ -1,12 +1,17 @@
 //! Cooperative settlement (PROTOCOL.md §11) as the two sides of an account agree on it.
 //!
-//! **What "settle" means.** For every token of the account, pay out on chain what the account
-//! says each side owns: the collateral returns to the two reserves, split by Δ (LEFT gets
-//! `clamp(Δ, 0, C)`, RIGHT the rest); credit debt beyond the collateral is paid from the
-//! debtor's reserve as far as that reserve goes; ondelta moves by minus what LEFT received, so
-//! that each side's total (reserve + account position) is unchanged. With the debt paid in full
-//! the account ends flat (collateral 0, Δ 0); what a short reserve could not pay stays in the
-//! account as credit debt (Δ ≠ 0, collateral 0), and the plan says so.
+//! **What "settle" means.** A settlement has one of two scopes ([`SettlementScope`]):
+//! - *The account*: for every token, pay out on chain what the account says each side owns:
+//!   the collateral returns to the two reserves, split by Δ (LEFT gets `clamp(Δ, 0, C)`, RIGHT
+//!   the rest), and credit debt beyond the collateral is paid from the debtor's reserve as far
+//!   as that reserve goes. With the debt paid in full the account ends flat (collateral 0,
+//!   Δ 0); what a short reserve could not pay stays in the account as credit debt.
+//! - *One token's credit debt* (what netting settles on chain): only the debt beyond the
+//!   collateral is paid, from the debtor's reserve as far as it goes; the collateral stays.
+//!
+//! Either way ondelta moves by minus what LEFT received, so that each side's total (reserve +
+//! account position) is unchanged. The terms tell the scopes apart: a settlement that empties
+//! the account moves collateral (in every token that has some), one of debt moves none.
 //!
 //! **Sign conventions** (the Depository's `_settle`): `left_diff` and `right_diff` are added
 //! to the reserves, `collateral_diff` to the collateral and `ondelta_diff` to ondelta, with
@@ -129,11 +134,29 @@ fn credit_debt(delta: &Delta) -> Result<(Option<Side>, u128), TxError> {
     })
 }
 
-/// The diff that pays out one token's collateral split by Δ and `paid` of its credit debt
-/// from the debtor's reserve (`paid <= debt`). The one place the settlement rule is written.
-fn token_diff(token: TokenId, delta: &Delta, paid: u128) -> Result<TokenDiff, TxError> {
+/// What a settlement pays out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettlementScope {
+    /// Every token: the collateral, split by Δ, and the credit debt.
+    Account,
+    /// The credit debt of one token; the collateral stays in the account.
+    Debt(TokenId),
+}
+
+/// The diff that pays `paid` of one token's credit debt from the debtor's reserve
+/// (`paid <= debt`) and, if `release_collateral`, its collateral split by Δ. The one place the
+/// settlement rule is written.
+fn token_diff(
+    token: TokenId,
+    delta: &Delta,
+    paid: u128,
+    release_collateral: bool,
+) -> Result<TokenDiff, TxError> {
     let total = delta.total()?;
-    let collateral = i128::try_from(delta.collateral).map_err(|_| TxError::Overflow)?;
+    let collateral = match release_collateral {
+        true => i128::try_from(delta.collateral).map_err(|_| TxError::Overflow)?,
+        false => 0,
+    };
     let paid = i128::try_from(paid).map_err(|_| TxError::Overflow)?;
     let left_share = total.clamp(0, collateral);
     let right_share = collateral - left_share;
@@ -153,20 +176,26 @@ fn token_diff(token: TokenId, delta: &Delta, paid: u128) -> Result<TokenDiff, Tx
     })
 }
 
-/// The settlement of `state` at its settlement nonce: every token with collateral or with
-/// credit debt its debtor's reserve can pay (`reserve(side, token)`, as far as it goes).
-/// Refused while locks or offers are open (their holds would move Δ after the terms) and when
-/// there is nothing to move.
+/// The settlement of `state` at its settlement nonce, in `scope`: every token (or the one)
+/// with collateral to release or with credit debt its debtor's reserve can pay
+/// (`reserve(side, token)`, as far as it goes). Refused while locks or offers are open (their
+/// holds would move Δ after the terms) and when there is nothing to move.
 pub fn plan_settlement(
     state: &AccountState,
+    scope: SettlementScope,
     reserve: impl Fn(Side, TokenId) -> u128,
 ) -> Result<SettlementPlan, TxError> {
     check_settleable(state)?;
     let mut tokens = Vec::new();
     for (token, delta) in &state.deltas {
+        let release_collateral = match scope {
+            SettlementScope::Account => true,
+            SettlementScope::Debt(only) if only == *token => false,
+            SettlementScope::Debt(_) => continue,
+        };
         let (debtor, debt) = credit_debt(delta)?;
         let paid = debtor.map_or(0, |side| debt.min(reserve(side, *token)));
-        let diff = token_diff(*token, delta, paid)?;
+        let diff = token_diff(*token, delta, paid, release_collateral)?;
         if diff
             != (TokenDiff {
                 token: *token,
@@ -207,7 +236,8 @@ fn check_settleable(state: &AccountState) -> Result<(), TxError> {
 /// Checks proposed terms against the state: the next nonce, and for each token exactly what
 /// [`plan_settlement`] would give for some payment `0 <= paid <= debt` of its credit debt
 /// (the proposer chose `paid` from the reserve it saw; the chain refuses what a reserve
-/// cannot pay). Every token with collateral must be in it: the settlement empties it.
+/// cannot pay). Terms that move collateral settle the account: every token with collateral
+/// must be in them, emptied. Terms that move none pay credit debt only.
 pub(super) fn check_terms(state: &AccountState, terms: &SettlementTerms) -> Result<(), TxError> {
     check_settleable(state)?;
     if terms.nonce != state.settlement.nonce {
@@ -219,6 +249,7 @@ pub(super) fn check_terms(state: &AccountState, terms: &SettlementTerms) -> Resu
     if terms.diffs.is_empty() {
         return Err(TxError::NothingToSettle);
     }
+    let releases_collateral = terms.diffs.iter().any(|d| d.collateral_diff != 0);
     let mut previous: Option<TokenId> = None;
     for diff in &terms.diffs {
         if previous.is_some_and(|p| p >= diff.token) {
@@ -230,16 +261,19 @@ pub(super) fn check_terms(state: &AccountState, terms: &SettlementTerms) -> Resu
             .get(&diff.token)
             .ok_or(TxError::UnknownToken(diff.token))?;
         let (debtor, debt) = credit_debt(delta)?;
-        let collateral = i128::try_from(delta.collateral).map_err(|_| TxError::Overflow)?;
+        let released = match releases_collateral {
+            true => i128::try_from(delta.collateral).map_err(|_| TxError::Overflow)?,
+            false => 0,
+        };
         // What the diff says the debtor pays, read back from its reserve change.
         let paid = match debtor {
-            Some(Side::Right) => diff.left_diff.checked_sub(collateral),
+            Some(Side::Right) => diff.left_diff.checked_sub(released),
             Some(Side::Left) => diff.left_diff.checked_neg(),
             None => Some(0),
         }
         .ok_or(TxError::Overflow)?;
         let paid = u128::try_from(paid).map_err(|_| TxError::SettlementMismatch(diff.token))?;
-        if paid > debt || token_diff(diff.token, delta, paid)? != *diff {
+        if paid > debt || token_diff(diff.token, delta, paid, releases_collateral)? != *diff {
             return Err(TxError::SettlementMismatch(diff.token));
         }
         if *diff
@@ -255,7 +289,9 @@ pub(super) fn check_terms(state: &AccountState, terms: &SettlementTerms) -> Resu
         .deltas
         .iter()
         .find(|(token, delta)| {
-            delta.collateral > 0 && !terms.diffs.iter().any(|d| d.token == **token)
+            releases_collateral
+                && delta.collateral > 0
+                && !terms.diffs.iter().any(|d| d.token == **token)
         })
         .map(|(token, _)| *token);
     match missing {

@@ -8,7 +8,8 @@
 //! test in `tests/chain.rs` runs the same agreement with the Depository's digest.
 
 use super::*;
-use crate::delta::Delta;
+use crate::account::settlement::check_terms;
+use crate::delta::{Delta, TokenId};
 
 fn digest() -> Hash {
     keccak256(b"a settlement digest, as the node computes it")
@@ -59,7 +60,12 @@ fn the_collateral_is_split_by_delta_and_credit_debt_paid_from_the_debtor_reserve
     };
     // Δ = 60 of C = 100: LEFT gets 60, RIGHT 40, the account ends flat.
     let inside = delta(100, 100, -40);
-    let plan = plan_settlement(&state_with(inside.clone()), reserves(0, 0)).unwrap();
+    let plan = plan_settlement(
+        &state_with(inside.clone()),
+        SettlementScope::Account,
+        reserves(0, 0),
+    )
+    .unwrap();
     let expected = TokenDiff {
         token: TOKEN,
         left_diff: 60,
@@ -75,7 +81,12 @@ fn the_collateral_is_split_by_delta_and_credit_debt_paid_from_the_debtor_reserve
     // Δ = 150 of C = 100: RIGHT owes LEFT 50 on credit and has 30 in reserve: LEFT gets the
     // collateral and 30; 20 stays owed.
     let beyond = delta(100, 100, 50);
-    let plan = plan_settlement(&state_with(beyond.clone()), reserves(0, 30)).unwrap();
+    let plan = plan_settlement(
+        &state_with(beyond.clone()),
+        SettlementScope::Account,
+        reserves(0, 30),
+    )
+    .unwrap();
     let token = plan.tokens[0];
     assert_eq!(token.diff.left_diff, 130);
     assert_eq!(token.diff.right_diff, -30);
@@ -90,7 +101,12 @@ fn the_collateral_is_split_by_delta_and_credit_debt_paid_from_the_debtor_reserve
 
     // Δ = −40: LEFT owes RIGHT 40 and can pay it: RIGHT gets the collateral and 40; flat.
     let below = delta(100, 0, -40);
-    let plan = plan_settlement(&state_with(below.clone()), reserves(500, 0)).unwrap();
+    let plan = plan_settlement(
+        &state_with(below.clone()),
+        SettlementScope::Account,
+        reserves(500, 0),
+    )
+    .unwrap();
     let token = plan.tokens[0];
     assert_eq!((token.diff.left_diff, token.diff.right_diff), (-40, 140));
     assert_eq!(token.diff.ondelta_diff, 40);
@@ -100,8 +116,88 @@ fn the_collateral_is_split_by_delta_and_credit_debt_paid_from_the_debtor_reserve
     // Credit debt only, no reserve to pay it: nothing to settle.
     let unpayable = delta(0, 0, -40);
     assert_eq!(
-        plan_settlement(&state_with(unpayable), reserves(0, 0)),
+        plan_settlement(
+            &state_with(unpayable),
+            SettlementScope::Account,
+            reserves(0, 0)
+        ),
         Err(TxError::NothingToSettle)
+    );
+}
+
+#[test]
+fn a_debt_settlement_pays_one_tokens_credit_debt_and_leaves_the_collateral() {
+    const OTHER: TokenId = TOKEN + 1;
+    // Δ = 170 of C = 100 in TOKEN: RIGHT owes LEFT 70 on credit and has 50 in reserve.
+    let mut state = state_with(delta(100, 100, 70));
+    state.deltas.insert(OTHER, delta(40, 40, -10));
+    let plan = plan_settlement(&state, SettlementScope::Debt(TOKEN), |side, _| match side {
+        Side::Left => 0,
+        Side::Right => 50,
+    })
+    .unwrap();
+    let expected = TokenDiff {
+        token: TOKEN,
+        left_diff: 50,
+        right_diff: -50,
+        collateral_diff: 0,
+        ondelta_diff: -50,
+    };
+    // Only TOKEN; its collateral stays, 20 stays owed.
+    assert_eq!(plan.terms.diffs, vec![expected]);
+    assert_eq!(plan.tokens[0].unpaid(), 20);
+    assert_eq!(check_terms(&state, &plan.terms), Ok(()));
+
+    // LEFT owes: its reserve pays RIGHT, Δ rises by what it paid.
+    let mut owing = state_with(delta(100, 0, -30));
+    owing.deltas.insert(OTHER, delta(40, 40, 0));
+    let plan = plan_settlement(&owing, SettlementScope::Debt(TOKEN), |_, _| 1_000).unwrap();
+    let diff = plan.terms.diffs[0];
+    assert_eq!(
+        (diff.left_diff, diff.right_diff, diff.collateral_diff),
+        (-30, 30, 0)
+    );
+    assert_eq!(owing.deltas[&TOKEN].total().unwrap() + diff.ondelta_diff, 0);
+    assert_eq!(check_terms(&owing, &plan.terms), Ok(()));
+
+    // No debt in the token (Δ within the collateral): nothing to settle, however much
+    // collateral there is.
+    let within = state_with(delta(100, 100, -40));
+    assert_eq!(
+        plan_settlement(&within, SettlementScope::Debt(TOKEN), |_, _| 1_000),
+        Err(TxError::NothingToSettle)
+    );
+
+    // Terms that move no collateral but more than the debt, or that mix a debt diff with an
+    // account settlement of another token, are refused.
+    let too_much = SettlementTerms {
+        nonce: 0,
+        diffs: vec![TokenDiff {
+            left_diff: 80,
+            right_diff: -80,
+            ondelta_diff: -80,
+            ..expected
+        }],
+    };
+    assert_eq!(
+        check_terms(&state, &too_much),
+        Err(TxError::SettlementMismatch(TOKEN))
+    );
+    let whole_other = plan_settlement(&state, SettlementScope::Account, |_, _| 0).unwrap();
+    let other_diff = whole_other
+        .terms
+        .diffs
+        .iter()
+        .find(|d| d.token == OTHER)
+        .copied()
+        .unwrap();
+    let mixed = SettlementTerms {
+        nonce: 0,
+        diffs: vec![expected, other_diff],
+    };
+    assert_eq!(
+        check_terms(&state, &mixed),
+        Err(TxError::SettlementMismatch(TOKEN))
     );
 }
 
@@ -145,10 +241,14 @@ impl Pair {
 
     /// LEFT proposes the plan of the account (with RIGHT's reserve at `right_reserve`).
     fn propose(&mut self, right_reserve: u128) -> SettlementPlan {
-        let plan = plan_settlement(self.left.account.state(), |side, _| match side {
-            Side::Left => 0,
-            Side::Right => right_reserve,
-        })
+        let plan = plan_settlement(
+            self.left.account.state(),
+            SettlementScope::Account,
+            |side, _| match side {
+                Side::Left => 0,
+                Side::Right => right_reserve,
+            },
+        )
         .unwrap();
         let tx = AccountTx::SettlementPropose {
             nonce: plan.terms.nonce,
@@ -306,7 +406,12 @@ fn both_sides_sign_payments_pause_and_the_landing_reopens_the_account() {
 #[test]
 fn bad_signatures_stale_nonces_and_wrong_terms_are_refused_and_change_nothing() {
     let mut pair = pair_with_collateral_and_debt();
-    let plan = plan_settlement(pair.left.account.state(), |_, _| 0).unwrap();
+    let plan = plan_settlement(
+        pair.left.account.state(),
+        SettlementScope::Account,
+        |_, _| 0,
+    )
+    .unwrap();
     let intruder = SignerKey::from_bytes(&[99; 32]).unwrap();
     let propose = |nonce, diffs: Vec<TokenDiff>, signature| AccountTx::SettlementPropose {
         nonce,
@@ -400,7 +505,11 @@ fn no_settlement_while_locks_are_in_flight() {
     );
     pair.assert_in_sync();
     assert_eq!(
-        plan_settlement(pair.left.account.state(), |_, _| 0),
+        plan_settlement(
+            pair.left.account.state(),
+            SettlementScope::Account,
+            |_, _| 0
+        ),
         Err(TxError::HoldsOpen)
     );
 }
