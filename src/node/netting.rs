@@ -209,7 +209,7 @@ pub fn describe(plan: &NettingPlan) -> String {
     let owed_by_us = plan.before.exposure - owed_to_us;
     let settled = plan.accounts.iter().filter(|a| a.settles > 0).count();
     let mut text = format!(
-        "token {}: {settled}/{} accounts settled in {} tx instead of {}, reserve {:+} [{}]\n\
+        "token {}: {settled}/{} accounts in {} tx instead of {}, reserve {:+} [{}]\n\
          beyond collateral: owed to us {owed_to_us}, by us {owed_by_us}",
         plan.token,
         plan.accounts.len(),
