@@ -156,8 +156,13 @@ enum Command {
     Settle { peer: String },
     /// Start a dispute of an account on chain with the newest frame the peer signed.
     Dispute { peer: String },
-    /// Netting proposals.
-    Netting,
+    /// Our netting proposals, one per token: each account's credit debt settled in one
+    /// on-chain batch; `netting execute <id>` carries one out, `netting dismiss <id>` hides it
+    /// until its positions change.
+    Netting {
+        #[command(subcommand)]
+        action: Option<NettingAction>,
+    },
     /// Offer a swap on the account with a peer (a hub matches it in its order book): give
     /// `give-amount` of `give-token` for at least `want-amount` of `want-token`.
     Swap {
@@ -192,6 +197,15 @@ enum Command {
 enum OrdersAction {
     /// Cancel what is left of our order `id` on the account with `peer`.
     Cancel { peer: String, id: u64 },
+}
+
+#[derive(Subcommand)]
+enum NettingAction {
+    /// Propose the debt settlements of proposal `id`; they go on chain in one batch once the
+    /// peers signed.
+    Execute { id: u64 },
+    /// Hide proposal `id` until its positions change.
+    Dismiss { id: u64 },
 }
 
 /// Time in force, as typed.
@@ -558,7 +572,13 @@ async fn client_command(paths: &Paths, command: Command, json: bool) -> anyhow::
         }
         Command::Settle { peer } => (Request::Settle { peer }, false),
         Command::Dispute { peer } => (Request::Dispute { peer }, false),
-        Command::Netting => (Request::Netting, false),
+        Command::Netting { action: None } => (Request::Netting, false),
+        Command::Netting {
+            action: Some(NettingAction::Execute { id }),
+        } => (Request::NettingExecute { id }, false),
+        Command::Netting {
+            action: Some(NettingAction::Dismiss { id }),
+        } => (Request::NettingDismiss { id }, false),
         Command::Swap {
             peer,
             give_token,
@@ -772,8 +792,14 @@ fn print_human(response: &Response, tokens: &[TokenInfo]) {
             if n.proposals.is_empty() {
                 println!("no netting proposals");
             }
-            for p in &n.proposals {
-                println!("{p}");
+            for (id, p) in n.ids.iter().zip(&n.proposals) {
+                println!("[{id}] {p}");
+            }
+            if n.dismissed > 0 {
+                println!(
+                    "({} dismissed; each returns when its positions change)",
+                    n.dismissed
+                );
             }
         }
         Response::OrderPlaced(order) => println!("placed: {}", order_line(order, tokens)),

@@ -1303,13 +1303,13 @@ fn assert_core_events(range: &ConfirmedRange) {
 }
 
 /// Two runtimes (one entity each) and a perfect link between them.
-struct Runtimes {
-    runtimes: [xln_core::runtime::Runtime; 2],
-    ids: [EntityId; 2],
+struct Runtimes<const N: usize> {
+    runtimes: [xln_core::runtime::Runtime; N],
+    ids: [EntityId; N],
     now: u64,
 }
 
-impl Runtimes {
+impl<const N: usize> Runtimes<N> {
     /// Applies `input` at runtime `at`, delivers messages until both are quiet, and returns
     /// the chain requests that came out.
     fn apply(
@@ -1325,7 +1325,7 @@ impl Runtimes {
         let mut queue = out.messages;
         while !queue.is_empty() {
             let mut next = Vec::new();
-            for i in 0..2 {
+            for i in 0..N {
                 let inbox: Vec<_> = queue
                     .iter()
                     .filter(|m| m.to.entity == self.ids[i])
@@ -1347,10 +1347,10 @@ impl Runtimes {
         requests
     }
 
-    /// Gives both runtimes what the follower confirmed, then lets re-stamped frames through.
+    /// Gives every runtime what the follower confirmed, then lets re-stamped frames through.
     fn observe(&mut self, events: Vec<xln_core::runtime::ChainEvent>) {
         use xln_core::runtime::RuntimeInput;
-        for i in 0..2 {
+        for i in 0..N {
             self.apply(
                 i,
                 RuntimeInput {
@@ -1360,7 +1360,7 @@ impl Runtimes {
             );
         }
         self.now += xln_core::account::REFRESH_AFTER_MS;
-        for i in 0..2 {
+        for i in 0..N {
             self.apply(i, RuntimeInput::default());
         }
     }
@@ -1567,7 +1567,7 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
     };
     pair.apply(0, submit(&a, vec![pay]));
     // H's claim in the account: Δ if it is LEFT, C − Δ if it is RIGHT.
-    let position_of_h = |pair: &Runtimes| {
+    let position_of_h = |pair: &Runtimes<2>| {
         let account = &pair.entity(1).accounts[&a.id].account;
         let delta = &account.state().deltas[&token];
         let total = delta.total().unwrap();
@@ -1689,6 +1689,169 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
     };
     pair.apply(1, submit(&h, vec![pay_back]));
     assert_eq!(position_of_h(&pair), -5);
+}
+
+#[tokio::test]
+async fn netting_settles_every_debt_of_a_hub_in_one_batch_and_keeps_the_collateral() {
+    use std::collections::BTreeSet;
+    use xln::node::netting::{self, NettingBatch};
+    use xln::node::settlement;
+    use xln_core::entity::{ChainRequest, EntityTx};
+    use xln_core::runtime::{Command, Runtime, RuntimeInput};
+    let net = Net::start().await;
+    let token = net.token_id;
+    let domain = net.j.domain();
+    // The hub first, then wallets A, B and C.
+    let entities = [91, 92, 93, 94].map(Entity::single);
+    let [h, a, b, c] = &entities;
+    let mut net4 = Runtimes {
+        runtimes: entities
+            .each_ref()
+            .map(|e| Runtime::new([e.keys[0].clone()])),
+        ids: entities.each_ref().map(|e| e.id),
+        now: 1_000,
+    };
+    let submit = |at: usize, txs: Vec<EntityTx>| RuntimeInput {
+        commands: vec![Command::Submit {
+            entity: entities[at].id,
+            txs,
+        }],
+        ..RuntimeInput::default()
+    };
+    for (i, entity) in entities.iter().enumerate() {
+        let add = Command::AddReplica {
+            board: entity.board.clone(),
+            signer: entity.keys[0].address(),
+            domain,
+        };
+        net4.apply(
+            i,
+            RuntimeInput {
+                commands: vec![add],
+                ..RuntimeInput::default()
+            },
+        );
+    }
+    let credit = |peer: EntityId| EntityTx::Account {
+        peer,
+        tx: AccountTx::SetCreditLimit { token, amount: 500 },
+    };
+    let pay = |peer: EntityId, amount: u128| EntityTx::Account {
+        peer,
+        tx: AccountTx::DirectPayment { token, amount },
+    };
+    for (wallet, entity) in entities.iter().enumerate().skip(1) {
+        let open = EntityTx::OpenAccount {
+            peer: h.id,
+            peer_board: h.board.clone(),
+        };
+        net4.apply(wallet, submit(wallet, vec![open, credit(h.id)]));
+        net4.apply(0, submit(0, vec![credit(entity.id)]));
+    }
+    // Reserves: the hub 1,000, A and C 1,000 each, B none. C puts 100 into its account.
+    let mut follower = follower_for(&net, 0);
+    for entity in [h, a, c] {
+        net.deposit(entity, 1_000).await;
+    }
+    net4.observe(core_inputs(&mut follower).await);
+    let collateral = ChainRequest::AddCollateral {
+        peer: h.id,
+        token,
+        amount: 100,
+    };
+    let requests = net4.apply(3, submit(3, vec![EntityTx::Chain(collateral)]));
+    let ours: Vec<ChainRequest> = requests.into_iter().map(|(_, r)| r).collect();
+    net.j
+        .submit_requests(&c.id, &c.board, &ours, &|d| c.sign(d))
+        .await
+        .unwrap();
+    net4.observe(core_inputs(&mut follower).await);
+
+    // A owes the hub 150, the hub owes B 100, C owes the hub 80 beyond its collateral.
+    net4.apply(1, submit(1, vec![pay(h.id, 150)]));
+    net4.apply(0, submit(0, vec![pay(b.id, 100)]));
+    net4.apply(3, submit(3, vec![pay(h.id, 180)]));
+
+    let plan = netting::plan(net4.entity(0), token).unwrap();
+    let owed: BTreeSet<(EntityId, i128, u128)> = plan
+        .accounts
+        .iter()
+        .map(|x| (x.peer, x.uncollateralised, x.settles))
+        .collect();
+    let expected: BTreeSet<(EntityId, i128, u128)> =
+        [(a.id, 150, 150), (b.id, -100, 100), (c.id, 80, 80)].into();
+    assert_eq!(owed, expected);
+    assert_eq!(
+        (plan.before.settlements, plan.after.settlements),
+        (3, 1),
+        "{plan:?}"
+    );
+    assert_eq!(plan.reserve_movement, 130);
+    assert_eq!(plan.after.exposure, 0);
+
+    // The hub proposes the three debt settlements at once; each wallet's node signs its own.
+    let txs = netting::settlement_txs(net4.entity(0), &plan, &domain, &h.keys[0]).unwrap();
+    let mut batch = NettingBatch::new(token, txs.iter().map(|(peer, _)| *peer), net4.now);
+    assert!(
+        net4.apply(0, submit(0, txs.into_iter().map(|(_, tx)| tx).collect()))
+            .is_empty()
+    );
+    for (wallet, entity) in entities.iter().enumerate().skip(1) {
+        assert!(!batch.due(net4.now), "waits for every signature");
+        let key = &entity.keys[0];
+        let accepts = settlement::acceptances(net4.entity(wallet), &domain, key, &BTreeSet::new());
+        assert_eq!(accepts.len(), 1);
+        let requests = net4.apply(wallet, submit(wallet, accepts));
+        let for_hub: Vec<ChainRequest> = requests
+            .into_iter()
+            .filter(|(entity, _)| *entity == h.id)
+            .map(|(_, r)| r)
+            .collect();
+        assert!(batch.take(for_hub).is_empty(), "held for the batch");
+    }
+    assert!(batch.due(net4.now));
+    let requests = batch.into_requests(h.id);
+    assert_eq!(requests.len(), 3);
+    // What the hub pays (to B) comes after what it is paid.
+    assert!(matches!(&requests[2], ChainRequest::Settle { peer, .. } if *peer == b.id));
+
+    // One transaction: the hub's batch nonce moves by one, the wallets' not at all.
+    let mut nonces_before = Vec::new();
+    for entity in &entities {
+        nonces_before.push(net.j.entity_nonce(&entity.id).await.unwrap());
+    }
+    net.j
+        .submit_requests(&h.id, &h.board, &requests, &|d| h.sign(d))
+        .await
+        .unwrap();
+    for (i, entity) in entities.iter().enumerate() {
+        let sent = net.j.entity_nonce(&entity.id).await.unwrap() - nonces_before[i];
+        assert_eq!(sent, U256::from(u8::from(i == 0)), "entity {i}");
+    }
+    assert_eq!(net.reserve(h).await, U256::from(1_130));
+    assert_eq!(net.reserve(a).await, U256::from(850));
+    assert_eq!(net.reserve(b).await, U256::from(100));
+    assert_eq!(net.reserve(c).await, U256::from(820));
+    let (collateral, _) = net.j.account_token(&c.id, &h.id, token).await.unwrap();
+    assert_eq!(collateral, 100, "the collateral stays");
+
+    // Every side records it: no debt is left, nothing pending, both sides agree.
+    net4.observe(core_inputs(&mut follower).await);
+    let after = netting::plan(net4.entity(0), token).unwrap();
+    assert!(after.accounts.is_empty(), "{after:?}");
+    for (wallet, entity) in entities.iter().enumerate().skip(1) {
+        let hub_side = &net4.entity(0).accounts[&entity.id].account;
+        let wallet_side = &net4.entity(wallet).accounts[&h.id].account;
+        assert!(hub_side.state().settlement.pending.is_none());
+        assert_eq!(hub_side.state().hash(), wallet_side.state().hash());
+    }
+    let c_delta = &net4.entity(0).accounts[&c.id].account.state().deltas[&token];
+    assert_eq!(c_delta.collateral, 100);
+    // Payments flow again: B pays the hub back 10.
+    net4.apply(2, submit(2, vec![pay(h.id, 10)]));
+    let b_after = netting::plan(net4.entity(0), token).unwrap();
+    assert_eq!(b_after.accounts.len(), 1);
+    assert_eq!(b_after.accounts[0].uncollateralised, 10);
 }
 
 /// Polls until the follower has read every confirmed block.

@@ -145,6 +145,144 @@ async fn a_hub_and_two_wallets_pay_across_processes() {
     assert_eq!(after.status.height, before[0].status.height);
 }
 
+/// Netting from the CLI: a hub whose two wallets' payments left one owing it and it owing the
+/// other settles both debts in one batch on chain; the wallets' nodes sign on their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_settles_its_accounts_debts_in_one_batch() {
+    let root = tempfile::tempdir().unwrap();
+    let chain = chain(root.path()).await;
+    // Funded keys (keys.example): deposits and batches need gas.
+    let keys_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keys.example");
+    let keys =
+        xln::chain::devnet::parse_keys(&std::fs::read_to_string(keys_file).unwrap()).unwrap();
+    let key = |name: &str| &keys.iter().find(|k| k.name == name).unwrap().key;
+    let port = free_port();
+    let with_key = |spec: NodeSpec<'static>, name: &str| NodeSpec {
+        key: Some(key(name)),
+        ..spec
+    };
+    let mut hub = NodeProcess::init(
+        root.path(),
+        &chain,
+        with_key(NodeSpec::hub("hub"), "hub"),
+        Some(port),
+    );
+    let mut alice = NodeProcess::init(
+        root.path(),
+        &chain,
+        with_key(NodeSpec::wallet("alice", port), "alice"),
+        None,
+    );
+    let mut bob = NodeProcess::init(
+        root.path(),
+        &chain,
+        with_key(NodeSpec::wallet("bob", port), "bob"),
+        None,
+    );
+    for node in [&mut hub, &mut alice, &mut bob] {
+        node.run().await;
+    }
+    connect(&hub, &[&alice, &bob]).await;
+    wait_route(&alice, &bob, 100 * UNIT).await;
+    let (alice_id, bob_id) = (alice.entity().await, bob.entity().await);
+    assert_eq!(pay(&alice, bob_id, 13 * UNIT).await, Ok(13 * UNIT));
+    for node in [&alice, &hub] {
+        let deposit = node.cli(&["deposit", "TUSD", "50"]);
+        assert!(
+            deposit.status.success(),
+            "{}",
+            String::from_utf8_lossy(&deposit.stderr)
+        );
+    }
+
+    // Once the hub has seen Alice's reserve, its proposal settles both debts in full.
+    let netting = |node: &NodeProcess| -> serde_json::Value {
+        let out = node.cli(&["--json", "netting"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let plan = loop {
+        let json = netting(&hub);
+        let plan = json["netting"]["plans"][0].clone();
+        let settles: Vec<String> = plan["accounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| a["settles"].to_string())
+            .collect();
+        if settles.len() == 2 && settles.iter().all(|s| *s == (13 * UNIT).to_string()) {
+            break plan;
+        }
+        assert!(std::time::Instant::now() < deadline, "{json}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(plan["before"]["settlements"], 2, "{plan}");
+    assert_eq!(plan["after"]["settlements"], 1, "{plan}");
+    assert_eq!(plan["reserve_movement"], 0, "{plan}");
+    let listed = String::from_utf8_lossy(&hub.cli(&["netting"]).stdout).to_string();
+    assert!(
+        listed.contains("2/2 accounts in 1 tx instead of 2"),
+        "{listed}"
+    );
+
+    let id = plan["token"].to_string();
+    let refused = hub.cli(&["netting", "execute", "999"]);
+    assert!(!refused.status.success());
+    let executed = hub.cli(&["netting", "execute", &id]);
+    let stdout = String::from_utf8_lossy(&executed.stdout);
+    assert!(
+        executed.status.success() && stdout.contains("one batch"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&executed.stderr)
+    );
+
+    // Both debts are gone once the batch landed; Alice paid Bob through the hub's reserve.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let json = netting(&hub);
+        if json["netting"]["plans"]
+            .as_array()
+            .is_some_and(|p| p.is_empty())
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{json}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reserve = |view: &NodeView| view.reserves.iter().map(|r| r.reserve).sum::<u128>();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let views = [hub.view().await, alice.view().await, bob.view().await];
+        let reserves = views.each_ref().map(reserve);
+        if reserves == [50 * UNIT, 37 * UNIT, 13 * UNIT] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{reserves:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let hub_view = hub.view().await;
+    let batches: Vec<&str> = hub_view
+        .log
+        .iter()
+        .map(|l| l.text.as_str())
+        .filter(|t| t.contains("batch of"))
+        .collect();
+    assert!(
+        batches
+            .iter()
+            .any(|t| t.contains("batch of 2 operation(s)")),
+        "{batches:?}"
+    );
+    let views = settle_down(&[&hub, &alice, &bob]).await;
+    assert_eq!(position(&views[0].accounts, alice_id), 0);
+    assert_eq!(position(&views[0].accounts, bob_id), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_survive_the_hub_being_killed_and_restarted() {
     let root = tempfile::tempdir().unwrap();

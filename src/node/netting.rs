@@ -19,7 +19,7 @@
 use super::settlement;
 use crate::api::{NettingAccount, NettingPlan};
 use std::collections::BTreeSet;
-use xln_core::account::SettlementScope;
+use xln_core::account::{AccountTx, SettlementScope};
 use xln_core::board::EntityId;
 use xln_core::crypto::{Hash, SignerKey};
 use xln_core::delta::{Side, TokenId};
@@ -146,14 +146,19 @@ impl NettingBatch {
         rest
     }
 
-    /// Stops waiting for peers whose settlement is no longer pending in our state (our
-    /// proposal was refused, or it landed some other way).
+    /// Stops waiting for peers whose settlement is neither on its way nor pending in our
+    /// state (our proposal was refused, or it landed some other way).
     pub fn forget_gone(&mut self, state: &EntityState) {
         self.waiting.retain(|peer| {
-            state
-                .accounts
-                .get(peer)
-                .is_some_and(|entry| entry.account.state().settlement.pending.is_some())
+            state.accounts.get(peer).is_some_and(|entry| {
+                let account = &entry.account;
+                let proposing = |tx: &AccountTx| matches!(tx, AccountTx::SettlementPropose { .. });
+                account.state().settlement.pending.is_some()
+                    || account.mempool().iter().any(proposing)
+                    || account
+                        .pending()
+                        .is_some_and(|frame| frame.frame.txs.iter().any(proposing))
+            })
         });
     }
 
