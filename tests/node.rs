@@ -476,6 +476,18 @@ async fn a_two_of_three_hub_in_three_processes_keeps_quorum() {
     assert_eq!(wait_payment(&alice, hashlock, 3 * UNIT).await, Ok(3 * UNIT));
     let views = settle_down(&[&hub[0], &alice, &bob]).await;
     assert_eq!(position(&views[2].accounts, hub_id), 6 * (UNIT as i128));
+
+    // The member killed first missed the frames of two payments. The proposer restarts too, so
+    // the messages it had queued for that member are gone. Restarted, the member hears of the
+    // next frame, which is ahead of its height: it asks for the commits it lacks and reaches
+    // the others' height.
+    hub[0].stop();
+    hub[0].run().await;
+    hub[2].run().await;
+    assert_eq!(pay(&alice, bob_id, UNIT).await, Ok(UNIT));
+    settle_down(&[&hub[0], &alice, &bob]).await;
+    let height = hub[0].view().await.status.height;
+    wait_metric(&hub[2], "xln_entity_height", height as f64).await;
 }
 
 /// A tmux session, killed on drop.

@@ -12,13 +12,23 @@ use crate::board::{Board, EntityId, QuorumError, QuorumSignature};
 use crate::codec::{Packed, hash_of, tag};
 use crate::crypto::{Address, Hash, Signature, SignerKey};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Most transactions one entity frame may carry.
 pub const MAX_ENTITY_FRAME_TXS: usize = 10_000;
 /// How far from a member's clock a proposal's timestamp may be, either way, in milliseconds:
 /// the entity's time stamps its account frames, which peers take only as fresh as this.
 pub const MAX_ENTITY_CLOCK_SKEW_MS: u64 = crate::account::MAX_CLOCK_SKEW_MS;
+/// How many of the last committed frames, with their certificates, a replica of a board of
+/// several members keeps for members that fell behind. It bounds the replica's size (it is
+/// snapshotted); a member further behind would need the whole state, which is not sent yet.
+pub const KEPT_COMMITS: usize = 256;
+/// Most bytes of frames one sync reply carries (at least one frame), well under the
+/// transport's message limit; a member further behind asks again.
+pub const MAX_SYNC_REPLY_BYTES: usize = 1 << 20;
+/// How long a member that fell behind waits before asking again from the same height, in
+/// milliseconds: a flood of frames from ahead makes one request, not one each.
+pub const SYNC_RETRY_MS: u64 = 1_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityFrame {
@@ -45,6 +55,13 @@ impl EntityFrame {
     }
 }
 
+/// A committed frame with the quorum over its hash: what a member that fell behind is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommittedFrame {
+    pub frame: EntityFrame,
+    pub certificate: QuorumSignature,
+}
+
 /// Messages between the replicas of one entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntityMessage {
@@ -67,6 +84,15 @@ pub enum EntityMessage {
     Commit {
         frame: EntityFrame,
         certificate: QuorumSignature,
+    },
+    /// From a member that got a frame ahead of its height: the committed frames from
+    /// `from_height` on, please.
+    SyncRequest { from_height: u64 },
+    /// Committed frames in height order, and the sender's committed height (when it is past
+    /// the last frame, there is more to ask for).
+    SyncReply {
+        commits: Vec<CommittedFrame>,
+        committed_height: u64,
     },
 }
 
@@ -107,6 +133,14 @@ pub enum ConsensusError {
     NotProposer,
     #[error("the proposer does not take this message")]
     ProposerOnly,
+    #[error(
+        "committed height {height} is further behind than the {KEPT_COMMITS} frames members keep \
+         (the oldest kept is {oldest_kept}): catching up needs a state snapshot, which is not \
+         implemented"
+    )]
+    TooFarBehind { height: u64, oldest_kept: u64 },
+    #[error("sync reply: frame {height} does not follow the frame before it")]
+    SyncGap { height: u64 },
 }
 
 /// What a replica asks the runtime to do.
@@ -166,6 +200,21 @@ struct Locked {
     events: Vec<EntityEvent>,
 }
 
+/// A committed frame kept for members that fall behind, with its hash (computed when it was
+/// committed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct KeptCommit {
+    frame_hash: Hash,
+    commit: CommittedFrame,
+}
+
+/// The last request for missing commits: the height asked from, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct SyncRequested {
+    from_height: u64,
+    at: u64,
+}
+
 /// One signer's replica of an entity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntityReplica {
@@ -175,6 +224,10 @@ pub struct EntityReplica {
     mempool: Vec<EntityTx>,
     in_flight: Option<InFlight>,
     locked: Option<Locked>,
+    /// The last committed frames, oldest first, at most [`KEPT_COMMITS`] (none for a
+    /// one-member board: nobody would ask).
+    kept_commits: VecDeque<KeptCommit>,
+    sync_requested: Option<SyncRequested>,
     /// ECDH secrets of the onion sessions that reached us (the proposer opens the layers).
     #[serde(skip)]
     onion_cache: crate::onion::OnionCache,
@@ -188,6 +241,8 @@ impl EntityReplica {
             mempool: Vec::new(),
             in_flight: None,
             locked: None,
+            kept_commits: VecDeque::new(),
+            sync_requested: None,
             onion_cache: crate::onion::OnionCache::default(),
         }
     }
@@ -216,6 +271,8 @@ impl EntityReplica {
             mempool,
             in_flight,
             locked,
+            kept_commits,
+            sync_requested,
             onion_cache: _,
         } = self;
         let in_flight = in_flight.as_ref().map(|in_flight| {
@@ -239,13 +296,21 @@ impl EntityReplica {
             } = locked;
             (height, hash, state_hash(state), signatures, events)
         });
+        // A kept frame stands for its hash: re-encoding up to KEPT_COMMITS frames at every call
+        // would cost more than the rest of the replica.
+        let kept_commits: Vec<(&Hash, &QuorumSignature)> = kept_commits
+            .iter()
+            .map(|kept| (&kept.frame_hash, &kept.commit.certificate))
+            .collect();
         hash_of(&(
-            "xln.entity.replica.v1",
+            "xln.entity.replica.v2",
             signer,
             state_hash(state),
             mempool,
             in_flight,
             locked,
+            kept_commits,
+            sync_requested,
         ))
     }
     pub fn state(&self) -> &EntityState {
@@ -306,6 +371,11 @@ impl EntityReplica {
             EntityMessage::Commit { frame, certificate } => {
                 self.on_commit(&frame, &certificate, now)
             }
+            EntityMessage::SyncRequest { from_height } => self.on_sync_request(from, from_height),
+            EntityMessage::SyncReply {
+                commits,
+                committed_height,
+            } => self.on_sync_reply(from, commits, committed_height, now),
         }
     }
 
@@ -669,6 +739,7 @@ impl EntityReplica {
             frame_hash: in_flight.hash,
         });
         self.state = in_flight.state;
+        self.keep_commit(in_flight.hash, in_flight.frame, certificate);
         outputs
     }
 
@@ -681,6 +752,17 @@ impl EntityReplica {
         if self.is_proposer() {
             return Err(ConsensusError::ProposerOnly);
         }
+        self.apply_commit(frame, certificate, now)
+    }
+
+    /// Checks a committed frame (the quorum over its hash, then the replay unless it is the
+    /// frame we precommitted) and applies it.
+    fn apply_commit(
+        &mut self,
+        frame: &EntityFrame,
+        certificate: &QuorumSignature,
+        now: u64,
+    ) -> Result<Vec<ReplicaOutput>, ConsensusError> {
         let height = frame.height;
         let hash = frame.hash(&self.state.id);
         self.state
@@ -704,12 +786,140 @@ impl EntityReplica {
             }
         };
         self.state = state;
+        self.keep_commit(hash, frame.clone(), certificate.clone());
         let mut outputs: Vec<ReplicaOutput> =
             events.into_iter().map(ReplicaOutput::Event).collect();
         outputs.push(ReplicaOutput::Committed {
             height,
             frame_hash: hash,
         });
+        Ok(outputs)
+    }
+
+    fn keep_commit(&mut self, frame_hash: Hash, frame: EntityFrame, certificate: QuorumSignature) {
+        if self.state.board.members().len() < 2 {
+            return;
+        }
+        if self.kept_commits.len() == KEPT_COMMITS {
+            self.kept_commits.pop_front();
+        }
+        self.kept_commits.push_back(KeptCommit {
+            frame_hash,
+            commit: CommittedFrame { frame, certificate },
+        });
+    }
+
+    /// The committed frames kept for members that fall behind, oldest first.
+    pub fn kept_commits(&self) -> impl Iterator<Item = &CommittedFrame> {
+        self.kept_commits.iter().map(|kept| &kept.commit)
+    }
+
+    /// Called after member `from` sent a frame ahead of our height
+    /// ([`ConsensusError::Future`]): asks it for the commits we lack, unless we asked for the
+    /// same ones less than [`SYNC_RETRY_MS`] ago.
+    pub fn ask_for_commits(&mut self, from: Address, now: u64) -> Vec<ReplicaOutput> {
+        if from == self.signer || self.state.board.weight_of(&from).is_none() {
+            return Vec::new();
+        }
+        let from_height = self.state.height + 1;
+        if let Some(last) = self.sync_requested
+            && last.from_height == from_height
+            && now < last.at.saturating_add(SYNC_RETRY_MS)
+        {
+            return Vec::new();
+        }
+        self.sync_requested = Some(SyncRequested {
+            from_height,
+            at: now,
+        });
+        vec![ReplicaOutput::ToMember {
+            signer: from,
+            message: EntityMessage::SyncRequest { from_height },
+        }]
+    }
+
+    /// Sends a member the kept commits from `from_height` on, as many as fit in one reply. A
+    /// member further behind than what is kept gets the oldest kept frame only: it tells it so.
+    fn on_sync_request(
+        &self,
+        from: Address,
+        from_height: u64,
+    ) -> Result<Vec<ReplicaOutput>, ConsensusError> {
+        if from == self.signer || self.state.board.weight_of(&from).is_none() {
+            return Err(ConsensusError::NotAMember);
+        }
+        let Some(oldest_kept) = self.kept_commits.front().map(|k| k.commit.frame.height) else {
+            return Ok(Vec::new());
+        };
+        let too_far_behind = from_height < oldest_kept;
+        let mut commits = Vec::new();
+        let mut bytes = 0;
+        for kept in &self.kept_commits {
+            if kept.commit.frame.height < from_height {
+                continue;
+            }
+            bytes += crate::codec::encode(&kept.commit).len();
+            if !commits.is_empty() && bytes > MAX_SYNC_REPLY_BYTES {
+                break;
+            }
+            commits.push(kept.commit.clone());
+            if too_far_behind {
+                break;
+            }
+        }
+        if commits.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![ReplicaOutput::ToMember {
+            signer: from,
+            message: EntityMessage::SyncReply {
+                commits,
+                committed_height: self.state.height,
+            },
+        }])
+    }
+
+    /// Applies the commits of a sync reply in order, each checked as a commit is. One bad
+    /// frame refuses the whole reply and changes nothing. Frames we have are skipped; if the
+    /// sender has more, we ask for them.
+    fn on_sync_reply(
+        &mut self,
+        from: Address,
+        commits: Vec<CommittedFrame>,
+        committed_height: u64,
+        now: u64,
+    ) -> Result<Vec<ReplicaOutput>, ConsensusError> {
+        if self.is_proposer() {
+            return Err(ConsensusError::ProposerOnly);
+        }
+        if from == self.signer || self.state.board.weight_of(&from).is_none() {
+            return Err(ConsensusError::NotAMember);
+        }
+        let mut caught_up = self.clone();
+        let mut outputs = Vec::new();
+        for CommittedFrame { frame, certificate } in &commits {
+            let height = caught_up.state.height;
+            if frame.height <= height {
+                continue;
+            }
+            if frame.height > height + 1 {
+                return Err(if height == self.state.height {
+                    ConsensusError::TooFarBehind {
+                        height,
+                        oldest_kept: frame.height,
+                    }
+                } else {
+                    ConsensusError::SyncGap {
+                        height: frame.height,
+                    }
+                });
+            }
+            outputs.extend(caught_up.apply_commit(frame, certificate, now)?);
+        }
+        *self = caught_up;
+        if self.state.height < committed_height {
+            outputs.extend(self.ask_for_commits(from, now));
+        }
         Ok(outputs)
     }
 }

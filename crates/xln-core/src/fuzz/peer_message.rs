@@ -28,7 +28,7 @@ use crate::board::{EntityId, QuorumSignature};
 use crate::codec::{decode, encode};
 use crate::crypto::{Hash, keccak256};
 use crate::delta::Side;
-use crate::entity::{EntityTx, PaymentOrder, RouteHop};
+use crate::entity::{EntityMessage, EntityTx, PaymentOrder, RouteHop};
 use crate::gossip::{MergeOutcome, Profile, ProfileAccount, ProfileStore, SignedProfile};
 use crate::onion::Preimage;
 use crate::routing::{FeePolicy, Graph, find_routes};
@@ -597,7 +597,29 @@ pub(crate) fn seeds() -> Vec<Vec<u8>> {
     for who in 0u8..4 {
         seeds.push([&[3u8, who][..], &encode(&frames[3])].concat());
     }
+    for envelope in catch_up_messages() {
+        seeds.push([&[0u8][..], &encode(&WireMessage::Envelope(envelope))].concat());
+    }
     seeds
+}
+
+/// What a board member that fell behind sends and is sent, from B to A (B is not on A's board).
+fn catch_up_messages() -> Vec<Envelope> {
+    let t = &setup().template;
+    [
+        EntityMessage::SyncRequest { from_height: 0 },
+        EntityMessage::SyncReply {
+            commits: Vec::new(),
+            committed_height: 5,
+        },
+    ]
+    .into_iter()
+    .map(|message| Envelope {
+        from: t.nodes[B].replica(),
+        to: t.nodes[A].replica(),
+        payload: Payload::Entity(message),
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -643,6 +665,14 @@ mod tests {
                 assert!(!deliver_forged(&frame, stranger, false));
             }
             assert!(deliver_forged(&forged(credit.clone()), stranger, true));
+        }
+    }
+
+    #[test]
+    fn catch_up_messages_from_outside_the_board_change_nothing_and_get_no_answer() {
+        let b = &setup().template.nodes[B];
+        for envelope in catch_up_messages() {
+            assert!(!deliver_checked(envelope, b, false, None));
         }
     }
 

@@ -24,6 +24,8 @@ mod payment_tests;
 #[cfg(test)]
 mod swap_tests;
 #[cfg(test)]
+mod sync_tests;
+#[cfg(test)]
 mod tests;
 
 /// How many message deliveries one input may cause before the runtime stops and reports it.
@@ -403,13 +405,20 @@ impl Runtime {
                 match replica.handle(envelope.from.signer, message, key, now) {
                     Ok(outputs) => outputs,
                     Err(error) => {
+                        // A frame ahead of ours: we missed commits, ask the sender for them.
+                        let catch_up = match error {
+                            ConsensusError::Future { .. } => {
+                                replica.ask_for_commits(envelope.from.signer, now)
+                            }
+                            _ => Vec::new(),
+                        };
                         run.out
                             .events
                             .push(RuntimeEvent::Rejected(RuntimeError::Consensus {
                                 replica: id,
                                 error,
                             }));
-                        return;
+                        catch_up
                     }
                 }
             }
