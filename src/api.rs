@@ -530,6 +530,10 @@ pub struct NettingPlan {
     pub reserve_movement: i128,
     /// "ready", or how far its execution is.
     pub status: String,
+    /// Cycles of debt through us, cleared off chain (a fee-free circular payment once every
+    /// participant agreed) before anything goes on chain.
+    #[serde(default)]
+    pub cycles: Vec<xln_core::netting::NettingCycle>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1772,7 +1772,7 @@ async fn netting_settles_every_debt_of_a_hub_in_one_batch_and_keeps_the_collater
     net4.apply(0, submit(0, vec![pay(b.id, 100)]));
     net4.apply(3, submit(3, vec![pay(h.id, 180)]));
 
-    let plan = netting::plan(net4.entity(0), token).unwrap();
+    let plan = netting::plan(net4.entity(0), token, &Default::default()).unwrap();
     let owed: BTreeSet<(EntityId, i128, u128)> = plan
         .accounts
         .iter()
@@ -1837,7 +1837,7 @@ async fn netting_settles_every_debt_of_a_hub_in_one_batch_and_keeps_the_collater
 
     // Every side records it: no debt is left, nothing pending, both sides agree.
     net4.observe(core_inputs(&mut follower).await);
-    let after = netting::plan(net4.entity(0), token).unwrap();
+    let after = netting::plan(net4.entity(0), token, &Default::default()).unwrap();
     assert!(after.accounts.is_empty(), "{after:?}");
     for (wallet, entity) in entities.iter().enumerate().skip(1) {
         let hub_side = &net4.entity(0).accounts[&entity.id].account;
@@ -1849,7 +1849,7 @@ async fn netting_settles_every_debt_of_a_hub_in_one_batch_and_keeps_the_collater
     assert_eq!(c_delta.collateral, 100);
     // Payments flow again: B pays the hub back 10.
     net4.apply(2, submit(2, vec![pay(h.id, 10)]));
-    let b_after = netting::plan(net4.entity(0), token).unwrap();
+    let b_after = netting::plan(net4.entity(0), token, &Default::default()).unwrap();
     assert_eq!(b_after.accounts.len(), 1);
     assert_eq!(b_after.accounts[0].uncollateralised, 10);
 }

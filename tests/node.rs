@@ -283,6 +283,103 @@ async fn a_hub_settles_its_accounts_debts_in_one_batch() {
     assert_eq!(position(&views[0].accounts, bob_id), 0);
 }
 
+/// Netting across hubs: three hubs whose payments left each owing the next. Hub A learns the
+/// B–C account from the positions B and C share, proposes, both agree, and one fee-free loop
+/// clears every debt off chain; nobody's net moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hubs_clear_a_cycle_of_debts_off_chain() {
+    let root = tempfile::tempdir().unwrap();
+    let chain = chain(root.path()).await;
+    let ports = [free_port(), free_port(), free_port()];
+    let names = ["hub-a", "hub-b", "hub-c"];
+    let mut hubs: Vec<NodeProcess> = (0..3)
+        .map(|i| {
+            let spec = NodeSpec {
+                dial: ports[..i].to_vec(),
+                ..NodeSpec::hub(names[i])
+            };
+            NodeProcess::init(root.path(), &chain, spec, Some(ports[i]))
+        })
+        .collect();
+    for hub in &mut hubs {
+        hub.run().await;
+    }
+    // Accounts A–B, B–C and C–A, with credit both ways.
+    for (from, to) in [(1, 0), (2, 1), (2, 0)] {
+        open(&hubs[from], &hubs[to]).await;
+        credit(&hubs[from], &hubs[to], 1_000 * UNIT).await;
+        wait_account(&hubs[to], &hubs[from]).await;
+        credit(&hubs[to], &hubs[from], 1_000 * UNIT).await;
+    }
+    let mut ids = Vec::new();
+    for hub in &hubs {
+        ids.push(hub.entity().await);
+    }
+    // A pays B 10, B pays C 10, C pays A 10: each owes the next 10 on credit.
+    for (from, to) in [(0, 1), (1, 2), (2, 0)] {
+        wait_route(&hubs[from], &hubs[to], 10 * UNIT).await;
+        assert_eq!(pay(&hubs[from], ids[to], 10 * UNIT).await, Ok(10 * UNIT));
+    }
+    let views = settle_down(&[&hubs[0], &hubs[1], &hubs[2]]).await;
+    assert_eq!(position(&views[0].accounts, ids[1]), -10 * UNIT as i128);
+
+    // Once B's or C's positions reached A, A's proposal clears the cycle off chain.
+    let netting = |hub: &NodeProcess| -> serde_json::Value {
+        let out = hub.cli(&["--json", "netting"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let plan = loop {
+        let json = netting(&hubs[0]);
+        let plan = json["netting"]["plans"][0].clone();
+        if plan["cycles"].as_array().is_some_and(|c| c.len() == 1) {
+            break plan;
+        }
+        assert!(std::time::Instant::now() < deadline, "{json}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        plan["cycles"][0]["amount"],
+        serde_json::json!(10 * UNIT),
+        "{plan}"
+    );
+    let listed = String::from_utf8_lossy(&hubs[0].cli(&["netting"]).stdout).to_string();
+    assert!(listed.contains("1 cycle(s) off chain"), "{listed}");
+    let executed = hubs[0].cli(&["netting", "execute", &plan["token"].to_string()]);
+    let stdout = String::from_utf8_lossy(&executed.stdout);
+    assert!(
+        executed.status.success() && stdout.contains("asked to agree"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&executed.stderr)
+    );
+
+    // Every account ends flat: each debt dropped by 10, and each hub's net (zero) is unchanged.
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let views = settle_down(&[&hubs[0], &hubs[1], &hubs[2]]).await;
+        let positions: Vec<i128> = [(0, 1), (1, 2), (2, 0)]
+            .iter()
+            .map(|&(at, peer)| position(&views[at].accounts, ids[peer]))
+            .collect();
+        if positions == [0, 0, 0] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{positions:?}\n{}",
+            hubs[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = hubs[0].log();
+    assert!(log.contains("NettingFinished"), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_survive_the_hub_being_killed_and_restarted() {
     let root = tempfile::tempdir().unwrap();

@@ -12,26 +12,44 @@
 //!   batch, those that pay us first so that our reserve covers what we pay. Our reserve moves
 //!   only by our net; no one's total moves (each settlement keeps both sides' totals).
 //!
-//! Cycles of debt between other entities' accounts are the core's to clear off chain
-//! (`xln_core::entity::netting`); this node gathers no other entity's positions yet, and
-//! with its own accounts alone there is no cycle to find.
+//! - **Cycles** ([`cycles_through_us`]): a cycle of debts (we owe B, B owes C, C owes us) is
+//!   cleared off chain, before anything goes on chain, by the core's netting loops
+//!   (`xln_core::entity::netting`: every participant agrees, then one fee-free circular
+//!   payment). Finding one needs accounts we are not on, so nodes share their positions
+//!   ([`share`]: each account with a hub, or with an entity that has accounts at several hubs,
+//!   that has a debt beyond collateral) with the hubs they have accounts with. A share is
+//!   evidence only: every position is checked here, and the proposal over them again by every
+//!   participant's core before it agrees.
 
 use super::settlement;
 use crate::api::{NettingAccount, NettingPlan};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use xln_core::account::{AccountTx, SettlementScope};
-use xln_core::board::EntityId;
-use xln_core::crypto::{Hash, SignerKey};
+use xln_core::board::{Board, EntityId};
+use xln_core::crypto::{Address, Hash, SignerKey};
 use xln_core::delta::{Side, TokenId};
-use xln_core::entity::{ChainRequest, EntityState, EntityTx};
-use xln_core::netting::{NettingFigures, hub_positions};
+use xln_core::entity::{ChainRequest, EntityState, EntityTx, MAX_NETTING_POSITIONS};
+use xln_core::gossip::ProfileStore;
+use xln_core::netting::{
+    NettingCycle, NettingFigures, NettingProposal, PositionSet, PositionShare, SignedPosition,
+    hub_positions, propose, uncollateralised,
+};
 
 /// How long the signed settlements of a netting wait for the other peers' signatures before
 /// the batch goes on chain with those that came.
 pub const SIGNATURE_WAIT_MS: u64 = 30_000;
 
-/// The plan for `token` from our accounts (status "ready"; the writer marks the one under way).
-pub fn plan(state: &EntityState, token: TokenId) -> Result<NettingPlan, String> {
+/// The plan for `token`: the cycles through us that the positions we hold and were shared
+/// clear off chain, then our accounts' debts settled in one batch (status "ready"; the writer
+/// marks the one under way).
+pub fn plan(
+    state: &EntityState,
+    token: TokenId,
+    shares: &BTreeMap<EntityId, PositionShare>,
+) -> Result<NettingPlan, String> {
+    let cycles = cycles_through_us(state, token, shares)?
+        .map(|found| found.cycles)
+        .unwrap_or_default();
     let positions = hub_positions(state, token).map_err(|e| e.to_string())?;
     let mut accounts = Vec::new();
     for position in positions.counterparties {
@@ -83,7 +101,171 @@ pub fn plan(state: &EntityState, token: TokenId) -> Result<NettingPlan, String> 
         reserve_movement,
         status: "ready".into(),
         accounts,
+        cycles,
     })
+}
+
+/// Cycles through us and what the core needs to clear them (a `NettingOrder`'s evidence).
+pub struct FoundCycles {
+    pub cycles: Vec<NettingCycle>,
+    pub proposal: NettingProposal,
+    pub positions: Vec<SignedPosition>,
+    pub boards: Vec<Board>,
+}
+
+/// The proposal over our positions and the shared ones in `token`, if one of its cycles goes
+/// through us. A shared position that does not verify is left out; of two positions of one
+/// account, the newer frame is kept.
+pub fn cycles_through_us(
+    state: &EntityState,
+    token: TokenId,
+    shares: &BTreeMap<EntityId, PositionShare>,
+) -> Result<Option<FoundCycles>, String> {
+    let mut boards: BTreeMap<EntityId, Board> = BTreeMap::new();
+    for board in shares.values().flat_map(|share| share.boards.iter()) {
+        boards.insert(board.lazy_entity_id(), board.clone());
+    }
+    for (peer, entry) in &state.accounts {
+        boards.insert(*peer, entry.peer_board.clone());
+    }
+    boards.insert(state.id, state.board.clone());
+    let has_debt = |position: &SignedPosition| {
+        position
+            .state
+            .deltas
+            .get(&token)
+            .is_some_and(|delta| uncollateralised(delta).is_ok_and(|u| u != 0))
+    };
+    let ours = state
+        .accounts
+        .values()
+        .filter_map(|entry| SignedPosition::from_account(&entry.account));
+    let shared = shares
+        .values()
+        .flat_map(|share| share.positions.iter().cloned());
+    let mut newest: BTreeMap<(EntityId, EntityId), SignedPosition> = BTreeMap::new();
+    for position in ours.chain(shared).filter(has_debt) {
+        if position.verify(state.domain, &boards).is_err() {
+            continue;
+        }
+        let account = (position.key.left, position.key.right);
+        let newer = newest
+            .get(&account)
+            .is_none_or(|known| known.proof.header.height < position.proof.header.height);
+        if newer {
+            newest.insert(account, position);
+        }
+    }
+    let positions: Vec<SignedPosition> = newest.into_values().collect();
+    let set = PositionSet::verify(state.domain, &positions, &boards).map_err(|e| e.to_string())?;
+    let proposal = propose(&set, token).map_err(|e| e.to_string())?;
+    let cycles: Vec<NettingCycle> = proposal
+        .cycles
+        .iter()
+        .filter(|cycle| cycle.participants.contains(&state.id))
+        .cloned()
+        .collect();
+    if cycles.is_empty() {
+        return Ok(None);
+    }
+    let named: BTreeSet<EntityId> = positions
+        .iter()
+        .flat_map(|p| [p.key.left, p.key.right])
+        .collect();
+    let boards = named
+        .iter()
+        .filter_map(|id| boards.get(id).cloned())
+        .collect();
+    Ok(Some(FoundCycles {
+        cycles,
+        proposal,
+        positions,
+        boards,
+    }))
+}
+
+/// What we share with our peers for netting: the positions of our accounts that have a debt
+/// beyond collateral and whose peer is a hub or has accounts at several entities (by its
+/// profile), at most [`MAX_NETTING_POSITIONS`]. `None` when there is nothing to share.
+pub fn share(state: &EntityState, profiles: &ProfileStore) -> Option<PositionShare> {
+    if !state.joins_netting {
+        return None;
+    }
+    let may_be_on_a_cycle = |peer: &EntityId| {
+        profiles
+            .get(peer)
+            .is_some_and(|p| p.profile.is_hub || p.profile.accounts.len() > 1)
+    };
+    let in_debt = |entry: &&xln_core::entity::AccountEntry| {
+        entry
+            .account
+            .state()
+            .deltas
+            .values()
+            .any(|delta| uncollateralised(delta).is_ok_and(|u| u != 0))
+    };
+    let mut boards = vec![state.board.clone()];
+    let mut positions = Vec::new();
+    for (peer, entry) in &state.accounts {
+        if positions.len() == MAX_NETTING_POSITIONS || !may_be_on_a_cycle(peer) {
+            continue;
+        }
+        let Some(position) = Some(entry)
+            .filter(in_debt)
+            .and_then(|e| SignedPosition::from_account(&e.account))
+        else {
+            continue;
+        };
+        positions.push(position);
+        boards.push(entry.peer_board.clone());
+    }
+    (!positions.is_empty()).then(|| PositionShare {
+        entity: state.id,
+        positions,
+        boards,
+    })
+}
+
+/// Checks a share that signer `from` sent before it is kept: from an entity we have an account
+/// with, sent by a member of its board, within the size bound, every position its own.
+pub fn check_share(
+    state: &EntityState,
+    from: Address,
+    share: &PositionShare,
+) -> Result<(), String> {
+    let entry = state.accounts.get(&share.entity).ok_or_else(|| {
+        format!(
+            "positions of {}, with whom we have no account",
+            share.entity.short()
+        )
+    })?;
+    if entry.peer_board.weight_of(&from).is_none() {
+        return Err(format!(
+            "positions of {} sent by {}, not a member of its board",
+            share.entity.short(),
+            from.short()
+        ));
+    }
+    if share.positions.len() > MAX_NETTING_POSITIONS
+        || share.boards.len() > MAX_NETTING_POSITIONS + 1
+    {
+        return Err(format!(
+            "{} positions, more than {MAX_NETTING_POSITIONS}",
+            share.positions.len()
+        ));
+    }
+    if let Some(other) = share
+        .positions
+        .iter()
+        .find(|p| p.contributor != share.entity)
+    {
+        return Err(format!(
+            "a share of {} carries a position of {}",
+            share.entity.short(),
+            other.contributor.short()
+        ));
+    }
+    Ok(())
 }
 
 /// The debt settlements that execute `plan`, each signed by us, and the peers they go to.
@@ -213,8 +395,12 @@ pub fn describe(plan: &NettingPlan) -> String {
         .sum();
     let owed_by_us = plan.before.exposure - owed_to_us;
     let settled = plan.accounts.iter().filter(|a| a.settles > 0).count();
+    let cycles = match plan.cycles.len() {
+        0 => String::new(),
+        n => format!("{n} cycle(s) off chain, then "),
+    };
     let mut text = format!(
-        "token {}: {settled}/{} accounts in {} tx instead of {}, reserve {:+} [{}]\n\
+        "token {}: {cycles}{settled}/{} accounts in {} tx instead of {}, reserve {:+} [{}]\n\
          beyond collateral: owed to us {owed_to_us}, by us {owed_by_us}",
         plan.token,
         plan.accounts.len(),
@@ -223,6 +409,15 @@ pub fn describe(plan: &NettingPlan) -> String {
         plan.reserve_movement,
         plan.status
     );
+    for cycle in &plan.cycles {
+        let mut hops: Vec<String> = cycle.participants.iter().map(|p| p.short()).collect();
+        hops.extend(cycle.participants.first().map(|p| p.short()));
+        text.push_str(&format!(
+            "\noff chain first: the cycle {} (each owes the next) drops by {}",
+            hops.join(" → "),
+            cycle.amount
+        ));
+    }
     for (name, figures) in [("before", &plan.before), ("after ", &plan.after)] {
         text.push_str(&format!(
             "\n{name}: {} on-chain transaction(s), {} moved between reserves, {} exposure",

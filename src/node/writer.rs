@@ -27,10 +27,11 @@ use xln_core::board::{Board, EntityId, QuorumError, QuorumSignature};
 use xln_core::crypto::{Address, Hash, SignerKey};
 use xln_core::delta::TokenId;
 use xln_core::entity::{
-    ChainRequest, EntityEvent, EntityState, EntityTx, KEPT_FINISHED_PAYMENTS, PaymentOrder,
-    RouteHop, SwapOrder,
+    ChainRequest, CycleStatus, EntityEvent, EntityState, EntityTx, KEPT_FINISHED_PAYMENTS,
+    NettingOrder, PaymentOrder, RouteHop, SwapOrder,
 };
 use xln_core::gossip::{Profile, ProfileAccount, ProfileError, ProfileStore, SignedProfile};
+use xln_core::netting::PositionShare;
 use xln_core::onion::Preimage;
 use xln_core::routing::{FeePolicy, Graph, find_routes};
 use xln_core::runtime::{
@@ -56,6 +57,10 @@ const PROFILE_EVERY_MS: u64 = 60_000;
 /// more frequent profile describes, so a wallet's profile can lag.
 const HUB_PROFILE_MIN_GAP_MS: u64 = 1_000;
 const PROFILE_MIN_GAP_MS: u64 = 10_000;
+/// Our netting positions go out at most this often when they change ...
+const POSITIONS_EVERY_MS: u64 = 2_000;
+/// ... and at least this often, for peers that restarted or connected since.
+const POSITIONS_REFRESH_MS: u64 = 60_000;
 /// Least time between two rebuilds of the view.
 const VIEW_EVERY: Duration = Duration::from_millis(100);
 /// Payments that share one onion session before a new one is drawn.
@@ -143,6 +148,10 @@ pub(super) struct Writer {
     /// Netting proposals the operator dismissed, by token, with the proposal they saw: shown
     /// again once it changes.
     dismissed_netting: BTreeMap<TokenId, NettingPlan>,
+    /// The positions our peers shared for netting, by the entity that shared them.
+    peer_positions: BTreeMap<EntityId, PositionShare>,
+    /// When we last shared ours, and what.
+    positions_shared: (u64, Option<PositionShare>),
 }
 
 /// What one turn will do, gathered from the items of the batch.
@@ -213,6 +222,8 @@ impl Writer {
             refused_settlements: BTreeSet::new(),
             netting_batch: None,
             dismissed_netting: BTreeMap::new(),
+            peer_positions: BTreeMap::new(),
+            positions_shared: (0, None),
             view_published_at: std::time::Instant::now(),
             view_stale: true,
         }
@@ -445,6 +456,7 @@ impl Writer {
         }
         self.answer_payment_waiters();
         self.flush_netting_batch(now);
+        self.maybe_share_positions(now);
         self.maybe_publish_profile(now);
         self.view_stale |= applied || had_items;
         if self.view_stale && self.view_published_at.elapsed() >= VIEW_EVERY {
@@ -472,6 +484,9 @@ impl Writer {
         }) || !state.awaiting.is_empty()
             // Offers of our peers that expired: the tick releases them.
             || !state.expired_offers(clock).is_empty()
+            // Netting rounds and agreements expire with time.
+            || !state.netting_rounds.is_empty()
+            || !state.netting_agreements.is_empty()
     }
 
     /// The answer to an order of ours that the entity took: the order with its number, once
@@ -576,6 +591,7 @@ impl Writer {
                     }
                 }
                 WireMessage::Profile(profile) => self.receive_profile(from, profile, now),
+                WireMessage::Positions(share) => self.receive_positions(from, *share),
             },
             NetEvent::Connected { signer } => {
                 self.log_line(LogLevel::Info, format!("peer {} connected", signer.short()));
@@ -1179,6 +1195,9 @@ impl Writer {
             }
             Request::NettingExecute { id } => {
                 let plan = self.netting_proposal(id)?;
+                if !plan.cycles.is_empty() {
+                    return self.start_netting_cycles(plan.token);
+                }
                 if let Some(batch) = &self.netting_batch {
                     return Err(format!(
                         "the netting of token {} is under way ({} of its settlements signed, {} \
@@ -1492,14 +1511,27 @@ impl Writer {
             .flat_map(|e| e.account.state().deltas.keys().copied())
             .collect();
         for token in tokens {
-            let text = match netting::plan(state, token) {
-                Ok(plan) if plan.accounts.is_empty() => continue,
+            let text = match netting::plan(state, token, &self.peer_positions) {
+                Ok(plan) if plan.accounts.is_empty() && plan.cycles.is_empty() => continue,
                 Ok(plan) if self.dismissed_netting.get(&token) == Some(&plan) => {
                     view.dismissed += 1;
                     continue;
                 }
                 Ok(mut plan) => {
-                    if let Some(batch) = self.netting_batch.as_ref().filter(|b| b.token == token) {
+                    if let Some(round) = state.netting_rounds.get(&token) {
+                        let cleared = round
+                            .cycles
+                            .iter()
+                            .filter(|c| matches!(c.status, CycleStatus::Cleared))
+                            .count();
+                        plan.status = format!(
+                            "cycles under way: {cleared} of {} cleared, {} left out",
+                            round.cycles.len(),
+                            round.left_out.len()
+                        );
+                    } else if let Some(batch) =
+                        self.netting_batch.as_ref().filter(|b| b.token == token)
+                    {
                         plan.status = format!(
                             "under way: {} signed, {} awaited",
                             batch.signed(),
@@ -1522,13 +1554,90 @@ impl Writer {
     fn netting_proposal(&self, id: u64) -> Result<NettingPlan, String> {
         let state = self.state().ok_or("the entity is not created yet")?;
         let token = TokenId::try_from(id).map_err(|_| format!("no netting proposal {id}"))?;
-        let plan = netting::plan(state, token)?;
-        if plan.accounts.is_empty() {
+        let plan = netting::plan(state, token, &self.peer_positions)?;
+        if plan.accounts.is_empty() && plan.cycles.is_empty() {
             return Err(format!(
                 "no netting proposal {id}: no account has a debt beyond collateral in token {token}"
             ));
         }
         Ok(plan)
+    }
+
+    /// Asks the participants of the cycles through us to agree to clear them off chain; the
+    /// core runs the loops once all agreed and leaves out who refuses or stays silent.
+    fn start_netting_cycles(&mut self, token: TokenId) -> Result<Planned, String> {
+        let state = self.state().ok_or("the entity is not created yet")?;
+        if state.netting_rounds.contains_key(&token) {
+            return Err(format!(
+                "the cycles of token {token} are being cleared already"
+            ));
+        }
+        let found = netting::cycles_through_us(state, token, &self.peer_positions)?
+            .ok_or_else(|| format!("no cycle of token {token} goes through us now"))?;
+        let count = found.cycles.len();
+        let order = NettingOrder {
+            token,
+            positions: found.positions,
+            boards: found.boards,
+            secret: Preimage(random_bytes()),
+            onion_key: self.key.public_key(),
+        };
+        Ok(Planned::Submit {
+            tx: EntityTx::StartNetting(Box::new(order)),
+            ok: Response::Done {
+                what: format!(
+                    "netting of token {token}: the participants of {count} cycle(s) are asked to \
+                     agree; the fee-free loops run once all agreed (answers due in {} s), and \
+                     `netting` follows them; execute again afterwards to settle the rest on chain",
+                    xln_core::entity::NETTING_ANSWER_MS / 1_000
+                ),
+            },
+        })
+    }
+
+    /// Keeps the positions a peer shared (checked first; a bad share changes nothing).
+    fn receive_positions(&mut self, from: Address, share: PositionShare) {
+        let Some(state) = self.state() else {
+            return;
+        };
+        match netting::check_share(state, from, &share) {
+            Ok(()) => {
+                self.peer_positions.insert(share.entity, share);
+            }
+            Err(reason) => self.log_line(
+                LogLevel::Warn,
+                format!("positions from {} refused: {reason}", from.short()),
+            ),
+        }
+    }
+
+    /// Shares our positions with the hubs we have accounts with when they changed (at most
+    /// every `POSITIONS_EVERY_MS`) and every `POSITIONS_REFRESH_MS`.
+    fn maybe_share_positions(&mut self, now: u64) {
+        if now < self.positions_shared.0.saturating_add(POSITIONS_EVERY_MS) {
+            return;
+        }
+        let Some(state) = self.state() else {
+            return;
+        };
+        let share = netting::share(state, &self.profiles);
+        let refresh_due = now >= self.positions_shared.0.saturating_add(POSITIONS_REFRESH_MS);
+        if share == self.positions_shared.1 && !refresh_due {
+            return;
+        }
+        let hubs: Vec<Address> = state
+            .accounts
+            .iter()
+            .filter(|(peer, _)| self.profiles.get(peer).is_some_and(|p| p.profile.is_hub))
+            .map(|(_, entry)| entry.peer_board.proposer())
+            .collect();
+        if let Some(share) = &share {
+            for hub in hubs {
+                self.net
+                    .send(hub, WireMessage::Positions(Box::new(share.clone())));
+            }
+        }
+        self.positions_shared = (now, share);
     }
 
     /// Sends the netting's batch once every peer signed or the wait is over.

@@ -1310,6 +1310,7 @@ fn netting_proposals() -> NettingView {
                 .sum(),
             status: "ready".into(),
             accounts,
+            cycles: Vec::new(),
         }
     };
     let plans = vec![

@@ -327,6 +327,18 @@ impl SignedPosition {
     }
 }
 
+/// Positions an entity shares with its peers so that they can find cycles through accounts they
+/// are not on: evidence only, each position checked (and the proposal over it checked by every
+/// participant) before anything relies on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PositionShare {
+    /// The contributor of every position.
+    pub entity: EntityId,
+    pub positions: Vec<SignedPosition>,
+    /// The boards that signed them (lazy entities: checked against the id).
+    pub boards: Vec<Board>,
+}
+
 /// A position whose signature and state hash were checked. Only [`SignedPosition::verify`]
 /// makes one.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -265,7 +265,28 @@ fn raw(bytes: &[u8]) {
             deliver_checked(envelope, b, false, None);
         }
         Ok(WireMessage::Profile(profile)) => merge_checked(profile),
+        Ok(WireMessage::Positions(share)) => check_share(&share),
         Err(_) => {}
+    }
+}
+
+/// A node keeps a peer's netting positions as evidence only: checking them, and proposing over
+/// those that verify, must not panic, whatever they hold.
+fn check_share(share: &crate::netting::PositionShare) {
+    use crate::netting::{PositionSet, propose};
+    let boards = share
+        .boards
+        .iter()
+        .map(|board| (board.lazy_entity_id(), board.clone()))
+        .collect();
+    let domain = share.positions.first().map_or(Hash::ZERO, |p| p.key.domain);
+    for position in &share.positions {
+        let _ = position.verify(domain, &boards);
+    }
+    if let Ok(set) = PositionSet::verify(domain, &share.positions, &boards) {
+        for token in 0..3 {
+            let _ = propose(&set, token);
+        }
     }
 }
 

@@ -62,12 +62,14 @@ pub struct Envelope {
     pub payload: Payload,
 }
 
-/// What travels between nodes: a message between replicas, or a signed profile (gossip). The
-/// node's transport carries it postcard-encoded; the fuzz target `peer_message` decodes it.
+/// What travels between nodes: a message between replicas, a signed profile (gossip), or the
+/// positions a peer shares for netting. The node's transport carries it postcard-encoded; the
+/// fuzz target `peer_message` decodes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WireMessage {
     Envelope(Envelope),
     Profile(crate::gossip::SignedProfile),
+    Positions(Box<crate::netting::PositionShare>),
 }
 
 /// What the operator (console, CLI) asks of the runtime.
