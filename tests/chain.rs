@@ -500,7 +500,8 @@ async fn deposit_collateral_payments_and_cooperative_settlement() {
     let settlement = Settlement::new(a.id, b.id, nonce, diffs);
     let digest = settlement.digest(&net.j.domain());
     let signed = settlement.signed_by(&net.j.domain(), a.id, a.board.clone(), a.sign(&digest));
-    // B submits it in its batch: B's batch signature stands for B, A's quorum is inside.
+    // B submits it in its batch: B's batch signature stands for B, A's quorum is inside (in
+    // the account flow B would be the proposer and A the acceptor: only the proposer submits).
     net.batch(&b, vec![ChainOp::Settle(signed)]).await.unwrap();
 
     assert_eq!(net.reserve(&a).await, U256::from(400));
@@ -1581,14 +1582,8 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
     assert_eq!(reserves_before, (U256::from(700), U256::from(50)));
 
     // H asks to settle: the plan pays H the collateral and A's 100 from A's reserve.
-    let action = settlement::request(
-        pair.entity(1),
-        &a.id,
-        SettlementScope::Account,
-        &domain,
-        &h.keys[0],
-    )
-    .unwrap();
+    let action =
+        settlement::request(pair.entity(1), &a.id, SettlementScope::Account, &domain).unwrap();
     let SettleAction::Propose { tx, what } = action else {
         panic!("a proposal");
     };
@@ -1618,19 +1613,41 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
     pair.apply(0, submit(&a, vec![pay_more]));
     assert_eq!(position_of_h(&pair), 400);
 
-    // A's node signs what its core holds; H holds both signatures and asks the chain.
+    // Neither side can submit it yet; A's node says the proposer submits.
+    assert!(settlement::resubmit(pair.entity(1), &a.id, &domain).is_none());
+    assert!(settlement::resubmit(pair.entity(0), &h.id, &domain).is_none());
+    let waits = settlement::request(pair.entity(0), &h.id, SettlementScope::Account, &domain);
+    assert!(
+        matches!(&waits, Err(e) if e.contains("the proposer submits")),
+        "{:?}",
+        waits.as_ref().err()
+    );
+
+    // A's node signs what its core committed; H, the proposer, holds A's signature and asks
+    // the chain. A asks nothing: only the proposer submits.
     let accepts = settlement::acceptances(pair.entity(0), &domain, &a.keys[0], &BTreeSet::new());
-    assert_eq!(accepts.len(), 1);
-    let requests = pair.apply(0, submit(&a, accepts));
+    assert!(accepts.waiting.is_empty());
+    assert_eq!(accepts.txs.len(), 1);
+    let requests = pair.apply(0, submit(&a, accepts.txs));
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].0, h.id);
     assert!(matches!(requests[0].1, ChainRequest::Settle { .. }));
     // Nothing more to accept once signed.
     assert!(
-        settlement::acceptances(pair.entity(0), &domain, &a.keys[0], &BTreeSet::new()).is_empty()
+        settlement::acceptances(pair.entity(0), &domain, &a.keys[0], &BTreeSet::new())
+            .txs
+            .is_empty()
     );
-    // What A's node would submit (H's signature inside), kept for later.
-    let stale = settlement::resubmit(pair.entity(0), &h.id, &domain).unwrap();
+    // A still has nothing to submit, and says who does.
+    assert!(settlement::resubmit(pair.entity(0), &h.id, &domain).is_none());
+    let signed = settlement::request(pair.entity(0), &h.id, SettlementScope::Account, &domain);
+    assert!(
+        matches!(&signed, Err(e) if e.contains("only the proposer submits")),
+        "{:?}",
+        signed.as_ref().err()
+    );
+    // What H's node would submit again (A's signature inside), kept for later.
+    let stale = settlement::resubmit(pair.entity(1), &a.id, &domain).unwrap();
     let ours: Vec<ChainRequest> = requests.into_iter().map(|(_, r)| r).collect();
     net.j
         .submit_requests(&h.id, &h.board, &ours, &|d| h.sign(d))
@@ -1668,15 +1685,9 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
     );
 
     // The same settlement again is stale: the nonce moved, the digest no longer verifies.
-    reverted_with(net.batch(&a, vec![stale]).await, "InvalidQuorum");
+    reverted_with(net.batch(&h, vec![stale]).await, "InvalidQuorum");
     // And there is nothing left to settle.
-    let again = settlement::request(
-        pair.entity(1),
-        &a.id,
-        SettlementScope::Account,
-        &domain,
-        &h.keys[0],
-    );
+    let again = settlement::request(pair.entity(1), &a.id, SettlementScope::Account, &domain);
     assert!(
         matches!(&again, Err(e) if e.contains("nothing to settle")),
         "{:?}",
@@ -1790,7 +1801,7 @@ async fn netting_settles_every_debt_of_a_hub_in_one_batch_and_keeps_the_collater
     assert_eq!(plan.after.exposure, 0);
 
     // The hub proposes the three debt settlements at once; each wallet's node signs its own.
-    let txs = netting::settlement_txs(net4.entity(0), &plan, &domain, &h.keys[0]).unwrap();
+    let txs = netting::settlement_txs(net4.entity(0), &plan, &domain).unwrap();
     let mut batch = NettingBatch::new(token, txs.iter().map(|(peer, _)| *peer), net4.now);
     assert!(
         net4.apply(0, submit(0, txs.into_iter().map(|(_, tx)| tx).collect()))
@@ -1800,8 +1811,8 @@ async fn netting_settles_every_debt_of_a_hub_in_one_batch_and_keeps_the_collater
         assert!(!batch.due(net4.now), "waits for every signature");
         let key = &entity.keys[0];
         let accepts = settlement::acceptances(net4.entity(wallet), &domain, key, &BTreeSet::new());
-        assert_eq!(accepts.len(), 1);
-        let requests = net4.apply(wallet, submit(wallet, accepts));
+        assert_eq!(accepts.txs.len(), 1);
+        let requests = net4.apply(wallet, submit(wallet, accepts.txs));
         let for_hub: Vec<ChainRequest> = requests
             .into_iter()
             .filter(|(entity, _)| *entity == h.id)

@@ -26,7 +26,7 @@ use crate::api::{NettingAccount, NettingPlan};
 use std::collections::{BTreeMap, BTreeSet};
 use xln_core::account::{AccountTx, SettlementScope};
 use xln_core::board::{Board, EntityId};
-use xln_core::crypto::{Address, Hash, SignerKey};
+use xln_core::crypto::{Address, Hash};
 use xln_core::delta::{Side, TokenId};
 use xln_core::entity::{ChainRequest, EntityState, EntityTx, MAX_NETTING_POSITIONS};
 use xln_core::gossip::ProfileStore;
@@ -268,17 +268,17 @@ pub fn check_share(
     Ok(())
 }
 
-/// The debt settlements that execute `plan`, each signed by us, and the peers they go to.
+/// The debt settlements that execute `plan` (unsigned: we submit them once the peers signed),
+/// and the peers they go to.
 pub fn settlement_txs(
     state: &EntityState,
     plan: &NettingPlan,
     domain: &Hash,
-    key: &SignerKey,
 ) -> Result<Vec<(EntityId, EntityTx)>, String> {
     let mut txs = Vec::new();
     for account in plan.accounts.iter().filter(|a| a.settles > 0) {
         let scope = SettlementScope::Debt(plan.token);
-        match settlement::request(state, &account.peer, scope, domain, key)? {
+        match settlement::request(state, &account.peer, scope, domain)? {
             settlement::SettleAction::Propose { tx, .. } => txs.push((account.peer, tx)),
             settlement::SettleAction::Resubmit { .. } => {}
         }
@@ -298,7 +298,7 @@ pub struct NettingBatch {
     pub token: TokenId,
     /// Peers whose signature we wait for.
     waiting: BTreeSet<EntityId>,
-    /// Settlements both sides signed.
+    /// Settlements we proposed and the peer signed.
     signed: Vec<ChainRequest>,
     /// Until when we wait for the rest.
     pub deadline_ms: u64,

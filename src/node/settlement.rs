@@ -1,27 +1,32 @@
 //! The node's part of cooperative settlement (the rule and the agreement are the core's, see
-//! `xln_core::account::plan_settlement`): the settlement digest, which is ABI encoding and so
-//! comes from the chain adapter, and our entity's signature over it.
+//! `xln_core::account::settlement`): the settlement digest, which is ABI encoding and so
+//! comes from the chain adapter, and our entity's signature over it, which the node gives only
+//! for terms committed in the account (a signature stays good on chain until the account's
+//! settlement nonce moves, whatever became of the proposal it was made for).
 //!
-//! - `xln settle <peer>` proposes the plan of the account ([`propose`]); once the peer signed,
-//!   the proposer's node submits it (the core emits `ChainRequest::Settle`), and asking again
-//!   re-submits it ([`resubmit`]).
+//! - `xln settle <peer>` proposes the plan of the account ([`request`]), unsigned. Once the
+//!   peer's acceptance (its signature) commits, the proposer's node submits it (the core emits
+//!   `ChainRequest::Settle`), and asking again re-submits it ([`resubmit`]). Only the proposer
+//!   submits: on the acceptor's side `xln settle <peer>` says so.
+//! - The plan pays our debts from what is left of our reserve after what our other pending
+//!   settlements take of it ([`plan`]).
 //! - A proposal from a peer is checked before the core sees it ([`check_peer_message`]): its
-//!   digest must be the one of its terms, or the message is dropped. The core checked the
-//!   terms against the account and the peer's signature over the digest.
-//! - The node accepts the peer's proposals on its own ([`acceptances`]): the core has checked
-//!   that they pay out exactly what the account says each side owns.
+//!   digest must be the one of its terms, or the message is dropped. The core checks the
+//!   terms against the account.
+//! - The node accepts the peer's proposals on its own once they committed ([`acceptances`]):
+//!   the core has checked that they pay out exactly what the account says each side owns; one
+//!   that would take more of our reserve than is left after our other pending settlements
+//!   waits (with the reason logged) until the reserve covers it.
 //!
 //! Only a single-signer entity can sign from one node: a board's quorum over the digest would
 //! need a signing round among its members that the node does not have yet.
 
 use crate::chain::batch::{ChainOp, Settlement};
-use xln_core::account::{
-    AccountTx, SettlementPlan, SettlementScope, SettlementTerms, plan_settlement,
-};
+use xln_core::account::{AccountTx, SettlementPlan, SettlementScope, SettlementTerms};
 use xln_core::board::{Board, EntityId, QuorumSignature};
 use xln_core::crypto::{Hash, SignerKey};
 use xln_core::delta::Side;
-use xln_core::entity::{EntityState, EntityTx};
+use xln_core::entity::{EntityState, EntityTx, EntityTxError};
 use xln_core::runtime::{Envelope, Payload};
 
 /// The Depository's `settlementDigest` of `terms` for the account of `a` and `b`.
@@ -49,18 +54,17 @@ fn single_signer(board: &Board) -> Result<(), String> {
 pub enum SettleAction {
     /// Propose the account's settlement.
     Propose { tx: EntityTx, what: String },
-    /// Submit again the settlement both sides signed (it is not on chain yet).
+    /// Submit again the settlement we proposed and the peer signed (it is not on chain yet).
     Resubmit { op: ChainOp, what: String },
 }
 
 /// The settlement of our account with `peer` in `scope`: a proposal of its plan, or, if one
-/// both sides signed is still waiting for the chain, that one again.
+/// we proposed and the peer signed is still waiting for the chain, that one again.
 pub fn request(
     state: &EntityState,
     peer: &EntityId,
     scope: SettlementScope,
     domain: &Hash,
-    key: &SignerKey,
 ) -> Result<SettleAction, String> {
     single_signer(&state.board)?;
     let entry = state
@@ -76,14 +80,26 @@ pub fn request(
                 what: format!("settlement {nonce} with {} submitted again", peer.short()),
             });
         }
-        return match pending.proposer == account.side() {
-            true => Err(format!(
+        return match (
+            pending.proposer == account.side(),
+            &pending.acceptor_signature,
+        ) {
+            (true, _) => Err(format!(
                 "settlement {nonce} with {} waits for the peer's signature (payments on the \
                  account are paused until it is on chain)",
                 peer.short()
             )),
-            false => Err(format!(
-                "{} proposed settlement {nonce}; this node signs it as soon as it can",
+            (false, None) => Err(format!(
+                "{} proposed settlement {nonce}; this node signs it as soon as it can, and {} \
+                 submits it to the chain (the proposer submits)",
+                peer.short(),
+                peer.short()
+            )),
+            (false, Some(_)) => Err(format!(
+                "settlement {nonce} with {} is signed by this node; {} proposed it and submits \
+                 it to the chain (only the proposer submits; payments on the account are paused \
+                 until it is on chain, and a dispute settles without it)",
+                peer.short(),
                 peer.short()
             )),
         };
@@ -97,33 +113,28 @@ pub fn request(
             peer: *peer,
             terms: plan.terms,
             digest,
-            signature: sign(key, &digest),
         },
         what,
     })
 }
 
-/// The plan of a settlement of our account with `peer` in `scope`, with the reserves we know.
+/// The plan of a settlement of our account with `peer` in `scope`, with the reserves we know:
+/// of ours, what our other pending settlements leave of it (see
+/// `EntityState::plan_settlement`).
 pub fn plan(
     state: &EntityState,
     peer: &EntityId,
     scope: SettlementScope,
 ) -> Result<SettlementPlan, String> {
-    let account = &state
-        .accounts
-        .get(peer)
-        .ok_or_else(|| format!("no account with {}", peer.short()))?
-        .account;
-    let side = account.side();
-    plan_settlement(account.state(), scope, |of, token| {
-        let reserve = if of == side {
-            state.reserves.get(&token)
-        } else {
-            state.peer_reserves.get(&(*peer, token))
-        };
-        reserve.copied().unwrap_or(0)
+    if !state.accounts.contains_key(peer) {
+        return Err(format!("no account with {}", peer.short()));
+    }
+    state.plan_settlement(peer, scope).map_err(|e| match e {
+        EntityTxError::Settlement { error, .. } => {
+            format!("settlement with {}: {error}", peer.short())
+        }
+        e => e.to_string(),
     })
-    .map_err(|e| format!("settlement with {}: {e}", peer.short()))
 }
 
 /// The plan in words, from our side: what each reserve gets and what credit stays.
@@ -159,26 +170,36 @@ pub fn describe(plan: &SettlementPlan, side: Side, peer: &EntityId) -> String {
         parts.push(text);
     }
     format!(
-        "settlement {} with {} proposed ({}); it goes on chain once the peer signs, and \
-         payments on the account pause until then",
+        "settlement {} with {} proposed ({}); this node submits it to the chain once the peer \
+         signs, and payments on the account pause until it is on chain",
         plan.terms.nonce,
         peer.short(),
         parts.join("; ")
     )
 }
 
-/// Our acceptances of the settlements our peers proposed that we have not signed yet (nor
-/// queued our signature for), skipping those in `refused`.
+/// What [`acceptances`] gives.
+#[derive(Debug, Default)]
+pub struct Acceptances {
+    /// Our signatures over the settlements our peers proposed, for the core.
+    pub txs: Vec<EntityTx>,
+    /// Settlements we do not sign for now, by peer and digest, and why: they would take more
+    /// of our reserve than our other pending settlements leave.
+    pub waiting: Vec<(EntityId, Hash, String)>,
+}
+
+/// Our acceptances of the settlements our peers proposed, committed in our accounts, that we
+/// have not signed yet (nor queued our signature for), skipping those in `refused`.
 pub fn acceptances(
     state: &EntityState,
     domain: &Hash,
     key: &SignerKey,
     refused: &std::collections::BTreeSet<(EntityId, Hash)>,
-) -> Vec<EntityTx> {
+) -> Acceptances {
+    let mut out = Acceptances::default();
     if single_signer(&state.board).is_err() {
-        return Vec::new();
+        return out;
     }
-    let mut out = Vec::new();
     for (peer, entry) in &state.accounts {
         let account = &entry.account;
         let Some(pending) = &account.state().settlement.pending else {
@@ -196,8 +217,18 @@ pub fn acceptances(
         {
             continue;
         }
+        // The core refuses it too; here it waits, and is signed once the reserve covers it.
+        if let Err(e) = state.check_settlement_reserve(peer, &pending.terms.diffs, account.side()) {
+            let reason = format!(
+                "settlement {} proposed by {} is not signed until our reserve covers it: {e}",
+                pending.terms.nonce,
+                peer.short()
+            );
+            out.waiting.push((*peer, pending.digest, reason));
+            continue;
+        }
         let digest = digest(domain, state.id, *peer, &pending.terms);
-        out.push(EntityTx::AcceptSettlement {
+        out.txs.push(EntityTx::AcceptSettlement {
             peer: *peer,
             digest,
             signature: sign(key, &digest),
@@ -206,11 +237,12 @@ pub fn acceptances(
     out
 }
 
-/// The settlement both sides signed of the account with `peer`, for the chain.
+/// The settlement we proposed to `peer` and it signed, for the chain (the acceptor has none:
+/// only the proposer submits).
 pub fn resubmit(state: &EntityState, peer: &EntityId, domain: &Hash) -> Option<ChainOp> {
     let entry = state.accounts.get(peer)?;
     let pending = entry.account.state().settlement.pending.as_ref()?;
-    let peer_signature = pending.counterparty_signature(entry.account.side())?;
+    let peer_signature = pending.submittable_by(entry.account.side())?;
     Some(ChainOp::Settle(
         Settlement::of_terms(state.id, *peer, &pending.terms).signed_by(
             domain,
@@ -266,7 +298,6 @@ mod tests {
             nonce: terms.nonce,
             diffs: terms.diffs.clone(),
             digest,
-            signature: sign(&key, &digest),
         };
         let frame = Frame {
             height: 3,

@@ -143,6 +143,9 @@ pub(super) struct Writer {
     /// Peers' settlement proposals (by peer and digest) our core refused to accept: not
     /// offered again.
     refused_settlements: BTreeSet<(EntityId, Hash)>,
+    /// Peers' settlement proposals (by peer and digest) we do not sign for now (our reserve
+    /// does not cover them with our other pending settlements), logged once each.
+    waiting_settlements: BTreeSet<(EntityId, Hash)>,
     /// The netting under way: its signed settlements wait here to go on chain together.
     netting_batch: Option<NettingBatch>,
     /// Netting proposals the operator dismissed, by token, with the proposal they saw: shown
@@ -220,6 +223,7 @@ impl Writer {
             onion_session: (random_bytes(), 0),
             payment_waiters: BTreeMap::new(),
             refused_settlements: BTreeSet::new(),
+            waiting_settlements: BTreeSet::new(),
             netting_batch: None,
             dismissed_netting: BTreeMap::new(),
             peer_positions: BTreeMap::new(),
@@ -1170,7 +1174,7 @@ impl Writer {
             Request::Settle { peer } => {
                 let peer = self.existing_account(&peer)?;
                 let scope = SettlementScope::Account;
-                match settlement::request(state, &peer, scope, &self.domain, &self.key)? {
+                match settlement::request(state, &peer, scope, &self.domain)? {
                     settlement::SettleAction::Propose { tx, what } => Ok(Planned::Submit {
                         tx,
                         ok: Response::Done { what },
@@ -1207,7 +1211,7 @@ impl Writer {
                         batch.waiting()
                     ));
                 }
-                let txs = netting::settlement_txs(state, &plan, &self.domain, &self.key)?;
+                let txs = netting::settlement_txs(state, &plan, &self.domain)?;
                 let peers: Vec<EntityId> = txs.iter().map(|(peer, _)| *peer).collect();
                 self.netting_batch = Some(NettingBatch::new(plan.token, peers.clone(), now));
                 self.dismissed_netting.remove(&plan.token);
@@ -1472,8 +1476,13 @@ impl Writer {
         let Some(state) = self.state() else {
             return;
         };
-        let txs =
+        let settlement::Acceptances { txs, waiting } =
             settlement::acceptances(state, &self.domain, &self.key, &self.refused_settlements);
+        for (peer, digest, reason) in waiting {
+            if self.waiting_settlements.insert((peer, digest)) {
+                self.warn(reason);
+            }
+        }
         if !txs.is_empty() {
             turn.commands.push(Command::Submit {
                 entity: self.entity,

@@ -23,8 +23,10 @@ const SCHEMA_KEY: &str = "schema_version";
 /// version is refused: there is no migration yet, and reading an older layout as the new one
 /// would take its snapshots for damaged ones. 3: settlements, swap orders and netting changed
 /// the account and entity state. 4: each replica of a board keeps its last committed frames
-/// for members that fell behind.
-pub const SCHEMA_VERSION: u64 = 4;
+/// for members that fell behind. 5: a settlement proposal carries no signature of the proposer
+/// (`AccountTx::SettlementPropose`, `PendingSettlement`, `EntityTx::ProposeSettlement` lost
+/// their signature field): only the acceptor signs, and the proposer submits.
+pub const SCHEMA_VERSION: u64 = 5;
 /// Snapshots kept: an older one to fall back on if the newest does not check out.
 const KEPT_SNAPSHOTS: usize = 2;
 

@@ -320,8 +320,9 @@ impl Account {
 
     /// Applies `tx` by `by` to `state`, first checking what only this side can check: that
     /// a `ChainSync` or `SettlementLanded` says what our own follower saw, and, for the peer's
-    /// settlement transactions (`peer_board` given), that their signatures are a quorum of the
-    /// peer's board over the settlement digest (ours were checked when our node gave them).
+    /// acceptance of a settlement (`peer_board` given), that its signature is a quorum of the
+    /// peer's board over the pending settlement's digest (ours was checked when our node gave
+    /// it).
     fn apply_checked(
         &self,
         state: &mut AccountState,
@@ -340,15 +341,6 @@ impl Account {
             }
             AccountTx::SettlementLanded { nonce } if *nonce >= self.observed_settlement_nonce => {
                 return Err(TxError::SettlementNotOnChain(*nonce));
-            }
-            AccountTx::SettlementPropose {
-                digest, signature, ..
-            } => {
-                if let Some(board) = peer_board {
-                    board
-                        .verify_quorum(digest, signature)
-                        .map_err(|_| TxError::BadSettlementSignature)?;
-                }
             }
             AccountTx::SettlementAccept { signature } => {
                 if let (Some(board), Some(pending)) = (peer_board, &state.settlement.pending) {

@@ -19,16 +19,33 @@
 //! `ondelta_diff == -left_diff` keeps LEFT's total; RIGHT's position is `C − Δ`, and
 //! `right_diff = −collateral_diff − left_diff` keeps RIGHT's.
 //!
-//! **Agreement.** One side proposes the terms (the account's settlement nonce and the diffs)
-//! with its entity's signature over the settlement digest; the other side accepts with its
-//! own signature over the same digest; either can then submit it. The digest is the
-//! Depository's `settlementDigest` (ABI encoding, domain separated): the node computes it with
-//! the chain adapter and passes it in; the core only compares digests and checks signatures.
-//! From the proposal until the chain's `Settled` event is recorded (`SettlementLanded`), the
-//! account takes no payment, lock or offer: the terms were computed from Δ, and a payment
-//! after them would leave the payee holding credit where it held collateral once the
-//! settlement lands (a settlement signed by the proposer can land any time the acceptor
-//! signs, so there is no safe way to withdraw a proposal short of it landing).
+//! **Agreement.** Only a signature over terms the account has committed to ever leaves a node:
+//! on chain a settlement signature stays good until the account's settlement nonce moves, so
+//! one over terms that never committed (a proposal that lost a frame collision and was then
+//! dropped) would let the peer settle on terms the account no longer says.
+//! - The proposer sends the terms (the account's settlement nonce and the diffs) and their
+//!   settlement digest, *unsigned* (`SettlementPropose`). Once the frame commits, the account
+//!   is frozen: it takes no payment, lock or offer until the chain's `Settled` event is
+//!   recorded (`SettlementLanded`), so the terms, computed from Δ, stay what the account says.
+//! - The acceptor, whose node sees the proposal only once it committed in its own account
+//!   (the peer's frame commits on our side when we sign it), signs the digest
+//!   (`SettlementAccept`).
+//! - The proposer, once it holds that signature, submits the settlement in its own batch (the
+//!   batch signature stands for the proposer): the core emits `ChainRequest::Settle` for the
+//!   proposer's entity. The acceptor has nothing to submit, and no signature of the proposer
+//!   over the settlement exists. A proposer that never submits leaves the account paused;
+//!   the acceptor's way out is a dispute.
+//!
+//! The digest is the Depository's `settlementDigest` (ABI encoding, domain separated): the node
+//! computes it with the chain adapter and passes it in; the core only compares digests and
+//! checks the acceptor's signature. There is no safe way to withdraw a proposal short of it
+//! landing: the acceptor's signature may be on its way when the proposer would withdraw.
+//!
+//! **Reserves.** A settlement that pays credit debt takes it from the debtor's reserve, and
+//! the chain reverts it (it stays pending) if the reserve is short when it lands. An entity
+//! therefore counts what it already promised in its other pending settlements
+//! (`EntityState::settlement_promises`): a plan pays from what is left of our reserve, and the
+//! acceptor refuses to sign terms that, with those promises, take more than its reserve.
 
 use super::tx::{AccountState, TxError};
 use crate::board::QuorumSignature;
@@ -47,6 +64,24 @@ pub struct TokenDiff {
     pub ondelta_diff: i128,
 }
 
+impl TokenDiff {
+    /// Whether the diff moves nothing.
+    pub fn is_zero(&self) -> bool {
+        self.left_diff == 0
+            && self.right_diff == 0
+            && self.collateral_diff == 0
+            && self.ondelta_diff == 0
+    }
+
+    /// What it adds to `side`'s reserve (negative: what it takes).
+    pub fn reserve_diff(&self, side: Side) -> i128 {
+        match side {
+            Side::Left => self.left_diff,
+            Side::Right => self.right_diff,
+        }
+    }
+}
+
 /// What both sides sign: the diffs, at the account's settlement nonce on chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettlementTerms {
@@ -55,7 +90,8 @@ pub struct SettlementTerms {
     pub diffs: Vec<TokenDiff>,
 }
 
-/// A settlement proposed and perhaps accepted, not yet seen on chain.
+/// A settlement proposed and perhaps accepted, not yet seen on chain. The proposer's
+/// signature is never here: the proposer submits the settlement itself (see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingSettlement {
     pub proposer: Side,
@@ -63,20 +99,17 @@ pub struct PendingSettlement {
     /// The settlement digest of `terms`, as the proposer's node computed it; the acceptor's
     /// node computes it again before its side signs.
     pub digest: Hash,
-    pub proposer_signature: QuorumSignature,
+    /// The acceptor's quorum over `digest`, signed once the proposal had committed.
     pub acceptor_signature: Option<QuorumSignature>,
 }
 
 impl PendingSettlement {
-    /// The other side's signature as seen from `side`, once both signed.
-    pub fn counterparty_signature(&self, side: Side) -> Option<&QuorumSignature> {
-        if side == self.proposer {
-            self.acceptor_signature.as_ref()
-        } else {
-            self.acceptor_signature
-                .as_ref()
-                .map(|_| &self.proposer_signature)
-        }
+    /// The acceptor's signature, for `side` to submit the settlement with: only the proposer
+    /// submits, once the acceptor signed.
+    pub fn submittable_by(&self, side: Side) -> Option<&QuorumSignature> {
+        (side == self.proposer)
+            .then_some(self.acceptor_signature.as_ref())
+            .flatten()
     }
 }
 
@@ -196,12 +229,7 @@ pub fn plan_settlement(
         let (debtor, debt) = credit_debt(delta)?;
         let paid = debtor.map_or(0, |side| debt.min(reserve(side, *token)));
         let diff = token_diff(*token, delta, paid, release_collateral)?;
-        if diff
-            != (TokenDiff {
-                token: *token,
-                ..TokenDiff::default()
-            })
-        {
+        if !diff.is_zero() {
             tokens.push(TokenPlan {
                 diff,
                 debtor,
@@ -276,12 +304,7 @@ pub(super) fn check_terms(state: &AccountState, terms: &SettlementTerms) -> Resu
         if paid > debt || token_diff(diff.token, delta, paid, releases_collateral)? != *diff {
             return Err(TxError::SettlementMismatch(diff.token));
         }
-        if *diff
-            == (TokenDiff {
-                token: diff.token,
-                ..TokenDiff::default()
-            })
-        {
+        if diff.is_zero() {
             return Err(TxError::SettlementMismatch(diff.token));
         }
     }

@@ -80,16 +80,17 @@ pub enum AccountTx {
     /// the offer has expired.
     SwapCancel { offer_id: u64 },
     /// The proposer asks to settle the account on chain with these diffs at the account's
-    /// settlement nonce (see [`settlement`](super::settlement)), signed by its entity over
-    /// `digest`, the Depository's settlement digest of the terms. From here until the
-    /// settlement lands the account takes no payment, lock or offer.
+    /// settlement nonce (see [`settlement`](super::settlement)); `digest` is the Depository's
+    /// settlement digest of the terms. Unsigned: a signature over terms that might never
+    /// commit must not leave the node. From here until the settlement lands the account takes
+    /// no payment, lock or offer.
     SettlementPropose {
         nonce: u64,
         diffs: Vec<TokenDiff>,
         digest: Hash,
-        signature: QuorumSignature,
     },
-    /// The other side signs the pending settlement's digest: either side can now submit it.
+    /// The other side signs the pending (committed) settlement's digest: the proposer can now
+    /// submit it.
     SettlementAccept { signature: QuorumSignature },
     /// The settlement with this nonce was applied on chain. Either side proposes it once its
     /// chain follower saw the `Settled` event; the other side accepts it only if its own
@@ -280,7 +281,7 @@ pub enum TxError {
     SettlementMismatch(TokenId),
     #[error("the settlement signature does not verify against the signer's board")]
     BadSettlementSignature,
-    #[error("the pending settlement is the proposer's own or is signed by both already")]
+    #[error("the pending settlement is the proposer's own or is accepted already")]
     NotForAcceptance,
     #[error("settlement {0} is not seen on chain by our follower")]
     SettlementNotOnChain(u64),
@@ -582,7 +583,6 @@ impl AccountState {
                 nonce,
                 ref diffs,
                 digest,
-                ref signature,
             } => {
                 let terms = settlement::SettlementTerms {
                     nonce,
@@ -593,7 +593,6 @@ impl AccountState {
                     proposer: by,
                     terms,
                     digest,
-                    proposer_signature: signature.clone(),
                     acceptor_signature: None,
                 });
             }

@@ -8,7 +8,7 @@ use super::netting::{
 use super::swap::SwapOrder;
 use crate::account::{
     Account, AccountError, AccountEvent, AccountMessage, AccountTx, Clock, Failure, Reply,
-    SettlementTerms, TokenDiff, TxError,
+    SettlementPlan, SettlementScope, SettlementTerms, TokenDiff, TxError,
 };
 use crate::board::{Board, EntityId, QuorumSignature};
 use crate::codec::hash_of;
@@ -68,17 +68,17 @@ pub enum EntityTx {
     ExpireOffers,
     /// Propose to settle our account with `peer` on chain with `terms` (from
     /// [`plan_settlement`](crate::account::plan_settlement)); `digest` is the Depository's
-    /// settlement digest of the terms, computed by the node, and `signature` our board's quorum
-    /// over it.
+    /// settlement digest of the terms, computed by the node. Unsigned: we submit the
+    /// settlement ourselves once the peer signed (see `account::settlement`).
     ProposeSettlement {
         peer: EntityId,
         terms: SettlementTerms,
         digest: Hash,
-        signature: QuorumSignature,
     },
-    /// Accept the settlement `peer` proposed: `digest` is the settlement digest our node
-    /// computed from the pending terms (it must be the one the proposer signed), `signature`
-    /// our board's quorum over it.
+    /// Accept the settlement `peer` proposed, committed in our account: `digest` is the
+    /// settlement digest our node computed from the pending terms (it must be the one the
+    /// proposal carries), `signature` our board's quorum over it. Refused if the terms, with
+    /// our other pending settlements, take more of a reserve of ours than it holds.
     AcceptSettlement {
         peer: EntityId,
         digest: Hash,
@@ -130,9 +130,9 @@ pub enum ChainRequest {
         amount: u128,
         to: Address,
     },
-    /// Submit the cooperative settlement agreed in our account with `peer`: the terms, their
-    /// settlement digest and `peer`'s quorum over it (ours is the batch's). Made by the
-    /// account when both sides signed, never by an operator.
+    /// Submit the cooperative settlement we proposed in our account with `peer` and `peer`
+    /// accepted: the terms, their settlement digest and `peer`'s quorum over it (ours is the
+    /// batch's). Made by the account when the acceptance commits, never by an operator.
     Settle {
         peer: EntityId,
         peer_board: Board,
@@ -191,6 +191,16 @@ pub enum EntityTxError {
     SettlementDigestMismatch(EntityId),
     #[error("a settlement goes to the chain once both sides of the account signed it")]
     SettleNotAgreed,
+    #[error(
+        "settlement with {peer}: with our other pending settlements it takes {promised} of our \
+         reserve of token {token}, which holds {reserve}: not signed"
+    )]
+    SettlementOverReserve {
+        peer: EntityId,
+        token: TokenId,
+        reserve: u128,
+        promised: u128,
+    },
     #[error("no lock or offer ids are left on this entity")]
     IdsExhausted,
     /// Our next frame on the account would drop the transaction: it is refused now instead.
@@ -609,15 +619,13 @@ impl EntityState {
                 peer,
                 terms,
                 digest,
-                signature,
             } => {
                 let tx = AccountTx::SettlementPropose {
                     nonce: terms.nonce,
                     diffs: terms.diffs.clone(),
                     digest: *digest,
-                    signature: signature.clone(),
                 };
-                self.queue_settlement_tx(*peer, digest, signature, tx)?;
+                self.queue_settlement_tx(*peer, tx)?;
             }
             EntityTx::AcceptSettlement {
                 peer,
@@ -637,10 +645,17 @@ impl EntityState {
                 if pending.digest != *digest {
                     return Err(EntityTxError::SettlementDigestMismatch(*peer));
                 }
+                if self.board.verify_quorum(digest, signature).is_err() {
+                    return Err(EntityTxError::SettlementNotSigned);
+                }
+                let side = entry.account.side();
+                if pending.proposer != side {
+                    self.check_settlement_reserve(peer, &pending.terms.diffs, side)?;
+                }
                 let tx = AccountTx::SettlementAccept {
                     signature: signature.clone(),
                 };
-                self.queue_settlement_tx(*peer, digest, signature, tx)?;
+                self.queue_settlement_tx(*peer, tx)?;
             }
             EntityTx::ChainSettled { peer, nonce } => {
                 let entry = self
@@ -671,19 +686,108 @@ impl EntityState {
         Ok(())
     }
 
-    /// Queues our settlement transaction `tx` on the account with `peer` after checking that
-    /// `signature` is our board's quorum over `digest` and that `tx` applies after what is in
-    /// flight and queued (an operator's request gets its error at once, and nothing changes).
-    fn queue_settlement_tx(
-        &mut self,
-        peer: EntityId,
-        digest: &Hash,
-        signature: &QuorumSignature,
-        tx: AccountTx,
-    ) -> Result<(), EntityTxError> {
-        if self.board.verify_quorum(digest, signature).is_err() {
-            return Err(EntityTxError::SettlementNotSigned);
+    /// What our reserve pays, per token, in the settlements of our accounts (but the one with
+    /// `except`) that we proposed or signed: committed, in flight or queued. A settlement
+    /// pays from the reserve as it is when it lands, so these are spoken for.
+    pub fn settlement_promises(&self, except: Option<&EntityId>) -> BTreeMap<TokenId, u128> {
+        let mut promised: BTreeMap<TokenId, u128> = BTreeMap::new();
+        let mut add = |side, diffs: &[TokenDiff]| {
+            for diff in diffs {
+                let taken = diff.reserve_diff(side).min(0).unsigned_abs();
+                if taken > 0 {
+                    let total = promised.entry(diff.token).or_default();
+                    *total = total.saturating_add(taken);
+                }
+            }
+        };
+        for (peer, entry) in &self.accounts {
+            if except == Some(peer) {
+                continue;
+            }
+            let account = &entry.account;
+            let side = account.side();
+            // The state after our frame in flight (our proposal or acceptance in it applied).
+            let state = account.pending().map_or(account.state(), |p| &p.state);
+            let mut accepting = false;
+            for tx in account.mempool() {
+                match tx {
+                    AccountTx::SettlementPropose { diffs, .. } => add(side, diffs),
+                    AccountTx::SettlementAccept { .. } => accepting = true,
+                    _ => {}
+                }
+            }
+            if let Some(pending) = &state.settlement.pending
+                && (pending.proposer == side || pending.acceptor_signature.is_some() || accepting)
+            {
+                add(side, &pending.terms.diffs);
+            }
         }
+        promised
+    }
+
+    /// The plan of a settlement of our account with `peer` in `scope`, with the reserves we
+    /// know: the peer's as last reported, and of ours what our other pending settlements
+    /// leave ([`settlement_promises`](Self::settlement_promises)).
+    pub fn plan_settlement(
+        &self,
+        peer: &EntityId,
+        scope: SettlementScope,
+    ) -> Result<SettlementPlan, EntityTxError> {
+        let account = &self
+            .accounts
+            .get(peer)
+            .ok_or(EntityTxError::NoAccount(*peer))?
+            .account;
+        let side = account.side();
+        let promised = self.settlement_promises(Some(peer));
+        crate::account::plan_settlement(account.state(), scope, |of, token| {
+            if of == side {
+                let reserve = self.reserves.get(&token).copied().unwrap_or(0);
+                reserve.saturating_sub(promised.get(&token).copied().unwrap_or(0))
+            } else {
+                let reserve = self.peer_reserves.get(&(*peer, token));
+                reserve.copied().unwrap_or(0)
+            }
+        })
+        .map_err(|error| EntityTxError::Settlement { peer: *peer, error })
+    }
+
+    /// Refuses `diffs` (of the account with `peer`, where we are `side`) if what they take of
+    /// a reserve of ours, with what our other settlements promised, is more than it holds.
+    pub fn check_settlement_reserve(
+        &self,
+        peer: &EntityId,
+        diffs: &[TokenDiff],
+        side: crate::delta::Side,
+    ) -> Result<(), EntityTxError> {
+        let promised = self.settlement_promises(Some(peer));
+        for diff in diffs {
+            let taken = diff.reserve_diff(side).min(0).unsigned_abs();
+            if taken == 0 {
+                continue;
+            }
+            let total = promised
+                .get(&diff.token)
+                .copied()
+                .unwrap_or(0)
+                .saturating_add(taken);
+            let reserve = self.reserves.get(&diff.token).copied().unwrap_or(0);
+            if total > reserve {
+                return Err(EntityTxError::SettlementOverReserve {
+                    peer: *peer,
+                    token: diff.token,
+                    reserve,
+                    promised: total,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues our settlement transaction `tx` on the account with `peer` after checking that
+    /// it applies after what is in flight and queued (an operator's request gets its error at
+    /// once, and nothing changes).
+    fn queue_settlement_tx(&mut self, peer: EntityId, tx: AccountTx) -> Result<(), EntityTxError> {
         let clock = self.clock();
         let entry = self
             .accounts
@@ -697,8 +801,9 @@ impl EntityState {
         Ok(())
     }
 
-    /// Once the peer's frame that accepts our proposed settlement commits, we hold both
-    /// signatures: the settlement goes to the chain, with the peer's signature inside.
+    /// Once the peer's frame that accepts our proposed settlement commits, we hold its
+    /// signature: the settlement goes to the chain in our batch, with the peer's signature
+    /// inside. Only the proposer submits.
     fn follow_settlement(&self, peer: EntityId, event: &AccountEvent, outcome: &mut Outcome) {
         let AccountEvent::Committed { txs, .. } = event else {
             return;
@@ -716,10 +821,7 @@ impl EntityState {
         let Some(pending) = account.state().settlement.pending.as_ref() else {
             return;
         };
-        if pending.proposer != account.side() {
-            return;
-        }
-        let Some(peer_signature) = pending.counterparty_signature(account.side()) else {
+        let Some(peer_signature) = pending.submittable_by(account.side()) else {
             return;
         };
         let request = ChainRequest::Settle {

@@ -22,6 +22,8 @@ mod netting_tests;
 #[cfg(test)]
 mod payment_tests;
 #[cfg(test)]
+mod settlement_tests;
+#[cfg(test)]
 mod swap_tests;
 #[cfg(test)]
 mod sync_tests;

@@ -254,7 +254,6 @@ impl Pair {
             nonce: plan.terms.nonce,
             diffs: plan.terms.diffs.clone(),
             digest: digest(),
-            signature: self.sign_digest(true),
         };
         self.left.account.check_own(&tx, self.clock).unwrap();
         self.submit(true, tx);
@@ -322,14 +321,19 @@ fn both_sides_sign_payments_pause_and_the_landing_reopens_the_account() {
         nonce: 0,
         diffs: plan.terms.diffs.clone(),
         digest: digest(),
-        signature: pair.sign_digest(false),
     };
     assert_eq!(
         pair.right.account.check_own(&again, pair.clock),
         Err(TxError::SettlementPending)
     );
 
-    // RIGHT accepts: both hold both signatures.
+    // Until RIGHT accepts, nobody can submit it.
+    for side in [Side::Left, Side::Right] {
+        assert_eq!(pending.submittable_by(side), None);
+    }
+
+    // RIGHT accepts: LEFT, the proposer, holds RIGHT's signature and is the one to submit;
+    // RIGHT holds no signature of LEFT's.
     let accept = AccountTx::SettlementAccept {
         signature: pair.sign_digest(false),
     };
@@ -345,20 +349,14 @@ fn both_sides_sign_payments_pause_and_the_landing_reopens_the_account() {
         .clone()
         .unwrap();
     assert_eq!(
-        pending.counterparty_signature(Side::Left),
+        pending.submittable_by(Side::Left),
         Some(&pair.sign_digest(false))
     );
-    assert_eq!(
-        pair.right
-            .account
-            .state()
-            .settlement
-            .pending
-            .as_ref()
-            .unwrap()
-            .counterparty_signature(Side::Right),
-        Some(&pair.sign_digest(true))
-    );
+    assert_eq!(pending.submittable_by(Side::Right), None);
+    assert!(!holds_signature(
+        &pair.right.account,
+        &pair.sign_digest(true)
+    ));
 
     // The chain applies it: collateral 0, ondelta moved by −left_diff (LEFT got nothing, so
     // ondelta stays); the account keeps LEFT's unpaid 60 of credit debt.
@@ -413,38 +411,26 @@ fn bad_signatures_stale_nonces_and_wrong_terms_are_refused_and_change_nothing() 
     )
     .unwrap();
     let intruder = SignerKey::from_bytes(&[99; 32]).unwrap();
-    let propose = |nonce, diffs: Vec<TokenDiff>, signature| AccountTx::SettlementPropose {
+    let propose = |nonce, diffs: Vec<TokenDiff>| AccountTx::SettlementPropose {
         nonce,
         diffs,
         digest: digest(),
-        signature,
     };
     let forged = QuorumSignature(vec![intruder.sign(&digest())]);
-    let good = pair.sign_digest(true);
     let mut wrong_split = plan.terms.diffs.clone();
     wrong_split[0].left_diff += 10;
     wrong_split[0].right_diff -= 10;
     wrong_split[0].ondelta_diff -= 10;
     let cases = [
         (
-            propose(0, plan.terms.diffs.clone(), forged.clone()),
-            TxError::BadSettlementSignature,
-        ),
-        (
-            propose(1, plan.terms.diffs.clone(), good.clone()),
+            propose(1, plan.terms.diffs.clone()),
             TxError::StaleSettlement {
                 nonce: 1,
                 expected: 0,
             },
         ),
-        (
-            propose(0, wrong_split, good.clone()),
-            TxError::SettlementMismatch(TOKEN),
-        ),
-        (
-            propose(0, Vec::new(), good.clone()),
-            TxError::NothingToSettle,
-        ),
+        (propose(0, wrong_split), TxError::SettlementMismatch(TOKEN)),
+        (propose(0, Vec::new()), TxError::NothingToSettle),
     ];
     let key = pair.left.key.clone();
     for (tx, expected) in cases {
@@ -512,4 +498,192 @@ fn no_settlement_while_locks_are_in_flight() {
         ),
         Err(TxError::HoldsOpen)
     );
+}
+
+/// Whether `value`'s encoding holds `signature` (its r ‖ s bytes, wherever they are).
+fn holds_signature(value: &impl serde::Serialize, signature: &QuorumSignature) -> bool {
+    let bytes = crate::codec::encode(value);
+    signature.0.iter().any(|s| {
+        let rs = &s.0[..64];
+        bytes.windows(rs.len()).any(|w| w == rs)
+    })
+}
+
+/// The signatures a message carries: the frame's, the ACK's, and any acceptance's.
+fn signatures_in(message: &AccountMessage) -> Vec<QuorumSignature> {
+    let mut out = Vec::new();
+    if let Some(ack) = &message.ack {
+        out.push(ack.signature.clone());
+    }
+    if let Some(proposal) = &message.proposal {
+        out.push(proposal.signature.clone());
+        for tx in &proposal.frame.txs {
+            if let AccountTx::SettlementAccept { signature } = tx {
+                out.push(signature.clone());
+            }
+        }
+    }
+    out
+}
+
+/// A stand-in settlement digest that differs with the terms.
+fn digest_of(terms: &SettlementTerms) -> Hash {
+    crate::codec::hash_of(terms)
+}
+
+/// The review's scenario. RIGHT proposes to settle while LEFT owns Δ = 100 of C = 100; LEFT
+/// does not ACK but sends its own frame at that height paying RIGHT 50, and wins the collision;
+/// RIGHT's proposal is re-queued, then dropped as no longer matching the account. With the
+/// proposer's signature in the proposal, LEFT could have submitted the stale terms (all 100
+/// to LEFT) with it and taken RIGHT's 50. Now nothing RIGHT sent and nothing LEFT holds carries
+/// a signature of RIGHT's over them; and a settlement is submitted only by its proposer, with
+/// the acceptor's signature, once the acceptance committed.
+#[test]
+fn a_proposal_that_lost_a_collision_leaves_no_signature_of_the_proposer_with_the_peer() {
+    let mut pair = Pair::new();
+    pair.extend_credit(false, 500);
+    pair.extend_credit(true, 500);
+    pair.chain_sync(100, 100);
+    pair.assert_in_sync();
+    let stale = plan_settlement(
+        pair.right.account.state(),
+        SettlementScope::Account,
+        |_, _| 0,
+    )
+    .unwrap()
+    .terms;
+    assert_eq!(stale.diffs[0].left_diff, 100);
+    let stale_digest = digest_of(&stale);
+    let right_over_stale = QuorumSignature(vec![pair.right.key.sign(&stale_digest)]);
+    // Signing is deterministic: this is the signature RIGHT's key would give over the terms.
+    assert_eq!(
+        right_over_stale,
+        QuorumSignature(vec![pair.right.key.sign(&stale_digest)])
+    );
+
+    let h = pair.left.account.height();
+    pair.right.account.enqueue(AccountTx::SettlementPropose {
+        nonce: stale.nonce,
+        diffs: stale.diffs.clone(),
+        digest: stale_digest,
+    });
+    pair.left.account.enqueue(AccountTx::DirectPayment {
+        token: TOKEN,
+        amount: 50,
+    });
+    let mut sent_by_right = Vec::new();
+    let (from_right, _) = pair.flush(false);
+    let (from_left, _) = pair.flush(true);
+    let (from_right, from_left) = (from_right.unwrap(), from_left.unwrap());
+    sent_by_right.push(from_right.clone());
+
+    // LEFT ignores RIGHT's frame at the same height; RIGHT takes LEFT's, re-queues its
+    // proposal, and drops it from its next frame: the terms no longer match.
+    let (reply, events) = pair.deliver(true, &from_right).unwrap();
+    assert!(reply.is_none());
+    assert_eq!(
+        events,
+        vec![AccountEvent::PeerFrameIgnored { height: h + 1 }]
+    );
+    let (reply, events) = pair.deliver(false, &from_left).unwrap();
+    assert!(events.contains(&AccountEvent::OwnFrameRequeued {
+        height: h + 1,
+        txs: 1
+    }));
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            AccountEvent::TxDropped {
+                tx: AccountTx::SettlementPropose { .. },
+                error: TxError::SettlementMismatch(TOKEN),
+            }
+        )),
+        "{events:?}"
+    );
+    let mut next = reply.map(|m| (m, true));
+    while let Some((message, to_left)) = next.take() {
+        if to_left {
+            sent_by_right.push(message.clone());
+        }
+        let (reply, _) = pair.deliver(to_left, &message).unwrap();
+        next = reply.map(|m| (m, !to_left));
+    }
+    pair.assert_in_sync();
+    let delta = &pair.left.account.state().deltas[&TOKEN];
+    assert_eq!((delta.collateral, delta.total().unwrap()), (100, 50));
+    assert_eq!(pair.left.account.state().settlement.pending, None);
+
+    // Nothing RIGHT sent verifies as its signature over the stale terms, and LEFT holds none.
+    for message in &sent_by_right {
+        assert!(!holds_signature(message, &right_over_stale));
+        for signature in signatures_in(message) {
+            assert!(
+                pair.right
+                    .board
+                    .verify_quorum(&stale_digest, &signature)
+                    .is_err()
+            );
+        }
+    }
+    assert!(!holds_signature(&pair.left.account, &right_over_stale));
+
+    // RIGHT proposes the account as it is now (50 each). Until LEFT's acceptance commits,
+    // nobody can submit it; then only RIGHT, the proposer, can, with LEFT's signature.
+    let fresh = plan_settlement(
+        pair.right.account.state(),
+        SettlementScope::Account,
+        |_, _| 0,
+    )
+    .unwrap()
+    .terms;
+    assert_eq!(
+        (fresh.diffs[0].left_diff, fresh.diffs[0].right_diff),
+        (50, 50)
+    );
+    let fresh_digest = digest_of(&fresh);
+    pair.submit(
+        false,
+        AccountTx::SettlementPropose {
+            nonce: fresh.nonce,
+            diffs: fresh.diffs.clone(),
+            digest: fresh_digest,
+        },
+    );
+    pair.assert_in_sync();
+    for side in [Side::Left, Side::Right] {
+        let pending = pair
+            .left
+            .account
+            .state()
+            .settlement
+            .pending
+            .clone()
+            .unwrap();
+        assert_eq!(pending.submittable_by(side), None);
+    }
+    let left_signature = QuorumSignature(vec![pair.left.key.sign(&fresh_digest)]);
+    pair.submit(
+        true,
+        AccountTx::SettlementAccept {
+            signature: left_signature.clone(),
+        },
+    );
+    pair.assert_in_sync();
+    let pending = pair
+        .right
+        .account
+        .state()
+        .settlement
+        .pending
+        .clone()
+        .unwrap();
+    assert_eq!(pending.proposer, Side::Right);
+    assert_eq!(pending.submittable_by(Side::Right), Some(&left_signature));
+    assert_eq!(pending.submittable_by(Side::Left), None);
+    // RIGHT holds LEFT's signature (so the search finds one where it is); LEFT holds none of
+    // RIGHT's, over either terms.
+    assert!(holds_signature(&pair.right.account, &left_signature));
+    let right_over_fresh = QuorumSignature(vec![pair.right.key.sign(&fresh_digest)]);
+    assert!(!holds_signature(&pair.left.account, &right_over_fresh));
+    assert!(!holds_signature(&pair.left.account, &right_over_stale));
 }
