@@ -348,6 +348,10 @@ async fn three_hubs_clear_a_cycle_of_debts_off_chain() {
         serde_json::json!(10 * UNIT),
         "{plan}"
     );
+    // Before: two accounts to settle on chain; after the cycle, nothing is left to settle.
+    assert_eq!(plan["before"]["settlements"], 2, "{plan}");
+    assert_eq!(plan["after"]["settlements"], 0, "{plan}");
+    assert_eq!(plan["after"]["exposure"], 0, "{plan}");
     let listed = String::from_utf8_lossy(&hubs[0].cli(&["netting"]).stdout).to_string();
     assert!(listed.contains("1 cycle(s) off chain"), "{listed}");
     let executed = hubs[0].cli(&["netting", "execute", &plan["token"].to_string()]);

@@ -50,19 +50,31 @@ pub fn plan(
     let cycles = cycles_through_us(state, token, shares)?
         .map(|found| found.cycles)
         .unwrap_or_default();
+    let cleared = cleared_by(&cycles, state.id);
     let positions = hub_positions(state, token).map_err(|e| e.to_string())?;
+    let out_of_range = || format!("netting of token {token}: amounts out of range");
     let mut accounts = Vec::new();
+    // What stays beyond collateral once the cycles are cleared: what the batch settles.
+    let mut exposure_after_cycles: u128 = 0;
     for position in positions.counterparties {
         if position.uncollateralised == 0 {
             continue;
         }
+        let after_cycles = match cleared.get(&position.peer) {
+            Some(change) => toward_zero(position.uncollateralised, *change),
+            None => position.uncollateralised,
+        };
+        exposure_after_cycles = exposure_after_cycles
+            .checked_add(after_cycles.unsigned_abs())
+            .ok_or_else(out_of_range)?;
         let settled = settlement::plan(state, &position.peer, SettlementScope::Debt(token));
-        let (settles, left_out) = match settled {
+        let (paid, left_out) = match settled {
             Ok(plan) => (plan.tokens.first().map_or(0, |t| t.paid), None),
             Err(reason) => (0, Some(reason)),
         };
+        let settles = paid.min(after_cycles.unsigned_abs());
         let left_out = left_out.or_else(|| {
-            (settles < position.uncollateralised.unsigned_abs())
+            (settles < after_cycles.unsigned_abs())
                 .then(|| format!("the debtor's reserve covers {settles}"))
         });
         accounts.push(NettingAccount {
@@ -72,7 +84,6 @@ pub fn plan(
             left_out,
         });
     }
-    let out_of_range = || format!("netting of token {token}: amounts out of range");
     let exposure = positions
         .owed_to_hub
         .checked_add(positions.owed_by_hub)
@@ -96,13 +107,41 @@ pub fn plan(
         after: NettingFigures {
             settlements: u64::from(settled > 0),
             gross_on_chain: settled,
-            exposure: exposure - settled,
+            exposure: exposure_after_cycles - settled,
         },
         reserve_movement,
         status: "ready".into(),
         accounts,
         cycles,
     })
+}
+
+/// How much each debt between `us` and a peer drops once the cycles through us are cleared:
+/// on a cycle we owe the next participant and the one before owes us, and both debts drop by
+/// the cycle's amount.
+fn cleared_by(cycles: &[NettingCycle], us: EntityId) -> BTreeMap<EntityId, u128> {
+    let mut cleared: BTreeMap<EntityId, u128> = BTreeMap::new();
+    for cycle in cycles {
+        let n = cycle.participants.len();
+        let Some(at) = cycle.participants.iter().position(|p| *p == us) else {
+            continue;
+        };
+        for peer in [
+            cycle.participants[(at + 1) % n],
+            cycle.participants[(at + n - 1) % n],
+        ] {
+            let sum = cleared.entry(peer).or_default();
+            *sum = sum.saturating_add(cycle.amount);
+        }
+    }
+    cleared
+}
+
+/// `position` moved toward zero by `change`, never past it.
+fn toward_zero(position: i128, change: u128) -> i128 {
+    let left = position.unsigned_abs().saturating_sub(change);
+    let left = i128::try_from(left).unwrap_or(i128::MAX);
+    if position < 0 { -left } else { left }
 }
 
 /// Cycles through us and what the core needs to clear them (a `NettingOrder`'s evidence).
