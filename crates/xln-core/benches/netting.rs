@@ -301,6 +301,47 @@ impl Network {
     }
 }
 
+/// The plan as a node executes it: the cycles cleared off chain, then each hub settles the
+/// remaining debts of its accounts in one batch (an account between two hubs in the batch of
+/// the first in `hubs`); wallets send nothing. Returns the batches and the gross amount: what
+/// leaves each entity's reserve within each batch, net of what that batch brings it.
+fn hub_batches(proposal: &NettingProposal, hubs: &[EntityId]) -> (u64, u128) {
+    let mut debts: BTreeMap<(EntityId, EntityId), u128> = proposal
+        .basis
+        .iter()
+        .filter_map(|p| p.debt())
+        .map(|d| ((d.debtor, d.creditor), d.amount))
+        .collect();
+    for cycle in &proposal.cycles {
+        for edge in cycle.debts() {
+            let debt = debts
+                .get_mut(&edge)
+                .expect("a cycle clears debts of the basis");
+            *debt -= cycle.amount;
+        }
+    }
+    let mut batches: BTreeMap<EntityId, BTreeMap<EntityId, i128>> = BTreeMap::new();
+    for ((debtor, creditor), amount) in debts {
+        if amount == 0 {
+            continue;
+        }
+        let submitter = *hubs
+            .iter()
+            .find(|h| **h == debtor || **h == creditor)
+            .expect("every account of the network has a hub");
+        let batch = batches.entry(submitter).or_default();
+        *batch.entry(debtor).or_default() -= amount as i128;
+        *batch.entry(creditor).or_default() += amount as i128;
+    }
+    let gross = batches
+        .values()
+        .flat_map(|batch| batch.values())
+        .filter(|change| **change < 0)
+        .map(|change| change.unsigned_abs())
+        .sum();
+    (batches.len() as u64, gross)
+}
+
 fn percent_less(before: u128, after: u128) -> String {
     if before == 0 {
         return "n/a".into();
@@ -449,6 +490,16 @@ fn setup(scenario: Scenario) -> Setup {
         before.exposure,
         after.exposure,
     );
+    let (batches, batches_gross) = hub_batches(&proposal, &network.ids[..HUBS]);
+    println!(
+        "  as the node executes it (cycles off chain, then one batch of debt settlements per hub):"
+    );
+    row(
+        "on-chain transactions",
+        u128::from(before.settlements),
+        u128::from(batches),
+    );
+    row("gross moved on chain", before.gross_on_chain, batches_gross);
     println!(
         "  time: verify {} signed positions {:.1} ms, compute the plan {:.2} ms",
         positions.len(),

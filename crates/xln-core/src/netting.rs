@@ -744,7 +744,7 @@ pub struct PositionRef {
 }
 
 impl PositionRef {
-    fn debt(&self) -> Option<Debt> {
+    pub fn debt(&self) -> Option<Debt> {
         debt_of(self.left, self.right, self.uncollateralised)
     }
 }
