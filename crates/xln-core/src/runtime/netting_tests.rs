@@ -10,7 +10,8 @@ use crate::account::{AccountTx, FailReason};
 use crate::board::QuorumSignature;
 use crate::delta::Side;
 use crate::entity::{
-    CycleRequest, NETTING_ANSWER_MS, NettingMessage, NettingOrder, SignedNettingMessage, cycle_id,
+    CycleRequest, NETTING_ANSWER_MS, NettingMessage, NettingOrder, PaymentStatus,
+    SignedNettingMessage, cycle_id,
 };
 use crate::netting::{NettingProposal, PositionSet, SignedPosition, propose, uncollateralised};
 use crate::onion::{HopInstruction, Preimage};
@@ -753,6 +754,41 @@ fn a_loop_after_the_debt_shrank_is_refused_at_the_hop_and_nothing_moves() {
     assert_eq!(refusals(&net, 1), vec![FailReason::NettingDebtShort]);
     assert_eq!(position(&net, 1, 0), 15);
     assert_eq!(position(&net, 1, 2), -20);
+    net.assert_settled();
+}
+
+#[test]
+fn a_loop_is_refused_while_a_payment_in_flight_would_take_the_debt_it_needs() {
+    let mut net = triangle();
+    let (honest, positions) = honest_proposal(&net);
+    let cycle = cycle_id(&honest, 0).unwrap();
+    let envelope = request(&net, 0, 1, (&honest, hash_of_preimage(1)), &positions, 0);
+    deliver(&mut net, envelope);
+
+    // 2 pays 0 15 through 1 (1's fee: 2), and 0 holds its reveal back: the locks are in
+    // flight, and once they settle 1 owes 2 only 3 and is owed 15 by 0.
+    net.withholding = Some(0);
+    let payment = net.pay(&[2, 1, 0], 15, 61);
+    assert_eq!(net.withheld.len(), 1);
+    assert_eq!(position(&net, 1, 2), -20, "committed: still 20");
+    assert_eq!(position(&net, 1, 0), 30);
+
+    net.events.clear();
+    loop_through(&mut net, (2, 1, 0), cycle, preimage(1), 20, 200);
+    assert_eq!(refusals(&net, 1), vec![FailReason::NettingDebtShort]);
+
+    // The payment settles; the debts only shrank, none turned round.
+    let withheld = std::mem::take(&mut net.withheld);
+    net.withholding = None;
+    for envelope in withheld {
+        deliver(&mut net, envelope);
+    }
+    assert!(matches!(
+        net.status(2, &payment),
+        PaymentStatus::Succeeded { .. }
+    ));
+    assert_eq!(position(&net, 1, 2), -3);
+    assert_eq!(position(&net, 1, 0), 15);
     net.assert_settled();
 }
 
