@@ -3,18 +3,29 @@
 //!
 //! - **Agreement.** The proposer ([`EntityTx::StartNetting`]) verifies the positions it was
 //!   given, proposes ([`crate::netting::propose`]) and sends each participant of every cycle it
-//!   is on a [`CycleRequest`]: the proposal, the evidence, and which cycle. The participant
-//!   checks it against its own accounts ([`crate::netting::verify_proposal`]: nobody's net
-//!   position moves, every account it touches exists, every debt is as the latest state it
-//!   signed) and answers, signed by its board, with an agreement or a refusal and its reason.
-//!   It records an agreement ([`NettingAgreement`]) in its replicated state, with an expiry,
-//!   so a multi-signer board agrees by its normal consensus.
+//!   is on a [`CycleRequest`]: the proposal, the evidence, which cycle, and the hashlock its
+//!   loop will carry (the preimage comes from the order's secret and the cycle id, and stays
+//!   with the proposer). The participant checks it against its own accounts
+//!   ([`crate::netting::verify_proposal`]: nobody's net position moves, every account it
+//!   touches exists, every debt is as the latest state it signed), then checks that its two
+//!   debts on the cycle still cover the amount *now*: what it owes the hop before it and what
+//!   the hop after it owes it, beyond collateral, less whatever locks and holds in flight would
+//!   pay them down, less what its other live agreements already use of them. A debt is agreed
+//!   away once; an agreement to a later proposal of the same proposer for the same token
+//!   replaces that proposer's earlier ones (it moved on to another round). It answers, signed by
+//!   its board, with an agreement or a refusal and its reason, and records an agreement
+//!   ([`NettingAgreement`]) in its replicated state, with an expiry and the hashlock, so a
+//!   multi-signer board agrees by its normal consensus.
 //! - **The loop.** Once every participant of every cycle agreed, the proposer pays itself
 //!   around each cycle: an HTLC whose onion tells each hop to forward the whole amount for
 //!   that cycle ([`HopInstruction::NettingForward`]). A hop forwards with no fee only if it
-//!   holds an agreement naming that cycle, amount, previous and next hop; anything else is
-//!   refused like any refused forward, and the locks cancel back. The proposer's preimage
-//!   settles the whole loop: every debt on the cycle drops by the amount, no net moves.
+//!   holds an agreement naming that cycle, amount, previous and next hop and the lock's
+//!   hashlock ([`FailReason::NettingNotAgreed`] otherwise: another lock cannot use the
+//!   agreement up), and only if its debts still cover the amount with every other lock in
+//!   flight settled ([`FailReason::NettingDebtShort`] otherwise: debts that shrank since it
+//!   agreed are never turned round). A refused forward cancels back like any other and leaves
+//!   the agreement; a forward uses it up. The proposer's preimage settles the whole loop:
+//!   every debt on the cycle drops by the amount, no net moves.
 //! - **Refusal and silence.** A participant who refuses, or has not answered when the round's
 //!   deadline passes ([`EntityTx::ExpireNetting`], a proposer duty), is left out: the proposer
 //!   proposes again without it ([`crate::netting::PositionSet::without`]) and asks the rest.
@@ -25,6 +36,8 @@
 //! [`EntityTx::StartNetting`]: super::EntityTx::StartNetting
 //! [`EntityTx::ExpireNetting`]: super::EntityTx::ExpireNetting
 //! [`HopInstruction::NettingForward`]: crate::onion::HopInstruction::NettingForward
+//! [`FailReason::NettingNotAgreed`]: crate::account::FailReason::NettingNotAgreed
+//! [`FailReason::NettingDebtShort`]: crate::account::FailReason::NettingDebtShort
 
 use super::htlc::{
     FINAL_EXPIRY_MS, HOP_EXPIRY_MARGIN_MS, LockedHop, MAX_ROUTE_HOPS, PaymentStatus,
@@ -307,7 +320,7 @@ pub enum Refusal {
     #[error("{0}")]
     Proposal(Box<NettingError>),
     #[error(
-        "we owe {peer} {free} beyond collateral, locks in flight and cycles agreed already: less than the cycle's {amount}"
+        "we owe {peer} {free} beyond collateral once locks in flight and cycles agreed already are counted, less than the cycle's {amount}"
     )]
     OweTooLittle {
         peer: EntityId,
@@ -315,7 +328,7 @@ pub enum Refusal {
         amount: u128,
     },
     #[error(
-        "{peer} owes us {free} beyond collateral, locks in flight and cycles agreed already: less than the cycle's {amount}"
+        "{peer} owes us {free} beyond collateral once locks in flight and cycles agreed already are counted, less than the cycle's {amount}"
     )]
     OwedTooLittle {
         peer: EntityId,
