@@ -311,6 +311,8 @@ pub enum Refusal {
     ProposerNotOnCycle,
     #[error("the cycle is longer than a payment can go")]
     TooLong,
+    #[error("we agreed to this cycle with {0}, another proposer")]
+    AgreedWithAnother(EntityId),
     #[error(
         "the agreement would expire at {expires_at_ms}, not within the next {NETTING_ANSWER_MS} + {NETTING_LOOP_MS} ms"
     )]
@@ -860,6 +862,14 @@ impl EntityState {
         let token = request.proposal.token;
         let amount = cycle.amount;
         let proposal_id = request.proposal.id();
+        // A cycle's id does not name its proposer: another participant may not take over ours.
+        if let Some(other) = self
+            .netting_agreements
+            .get(cycle_id)
+            .filter(|a| a.proposer != request.proposer)
+        {
+            return Err(Refusal::AgreedWithAnother(other.proposer));
+        }
         let kept = |id: &Hash, agreement: &NettingAgreement| {
             id != cycle_id && !replaced_by(agreement, &request.proposer, token, &proposal_id)
         };

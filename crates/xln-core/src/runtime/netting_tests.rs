@@ -697,6 +697,16 @@ fn a_debt_is_agreed_away_once_and_a_second_loop_over_it_is_refused() {
     deliver(&mut net, envelope);
     assert_eq!(refused(&net, 1).len(), 1, "agreed");
     assert_eq!(agreed(&net), vec![c2], "the second replaced the first");
+    // 2 cannot take the agreement over by asking for the same cycle.
+    let envelope = request(&net, 2, 1, (&second, hash_of_preimage(3)), &positions, 2);
+    deliver(&mut net, envelope);
+    let reasons = refused(&net, 1);
+    assert_eq!(reasons.len(), 2);
+    assert!(reasons[1].contains("another proposer"), "{:?}", reasons[1]);
+    assert_eq!(
+        net.entity(1).netting_agreements[&c2].hashlock,
+        hash_of_preimage(2)
+    );
 
     // Both loops: 2 locks to 1, which is to forward to 0, who takes it.
     net.events.clear();
