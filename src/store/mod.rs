@@ -25,8 +25,9 @@ const SCHEMA_KEY: &str = "schema_version";
 /// the account and entity state. 4: each replica of a board keeps its last committed frames
 /// for members that fell behind. 5: a settlement proposal carries no signature of the proposer
 /// (`AccountTx::SettlementPropose`, `PendingSettlement`, `EntityTx::ProposeSettlement` lost
-/// their signature field): only the acceptor signs, and the proposer submits.
-pub const SCHEMA_VERSION: u64 = 5;
+/// their signature field): only the acceptor signs, and the proposer submits. 6: a netting
+/// agreement names its proposal and the loop's hashlock.
+pub const SCHEMA_VERSION: u64 = 6;
 /// Snapshots kept: an older one to fall back on if the newest does not check out.
 const KEPT_SNAPSHOTS: usize = 2;
 

@@ -154,8 +154,11 @@ pub enum FailReason {
     /// The receiver's preimage does not match the hashlock.
     WrongPreimage,
     /// A fee-free netting forward for which the hop holds no agreement naming this cycle,
-    /// amount, previous and next hop (or the agreement expired).
+    /// amount, hashlock, previous and next hop (or the agreement expired).
     NettingNotAgreed,
+    /// A netting forward the hop agreed to, but its debts with the previous or the next hop
+    /// no longer cover the amount (they shrank since, or other locks in flight would take them).
+    NettingDebtShort,
 }
 
 /// An HTLC in flight in an account.

@@ -3,18 +3,29 @@
 //!
 //! - **Agreement.** The proposer ([`EntityTx::StartNetting`]) verifies the positions it was
 //!   given, proposes ([`crate::netting::propose`]) and sends each participant of every cycle it
-//!   is on a [`CycleRequest`]: the proposal, the evidence, and which cycle. The participant
-//!   checks it against its own accounts ([`crate::netting::verify_proposal`]: nobody's net
-//!   position moves, every account it touches exists, every debt is as the latest state it
-//!   signed) and answers, signed by its board, with an agreement or a refusal and its reason.
-//!   It records an agreement ([`NettingAgreement`]) in its replicated state, with an expiry,
-//!   so a multi-signer board agrees by its normal consensus.
+//!   is on a [`CycleRequest`]: the proposal, the evidence, which cycle, and the hashlock its
+//!   loop will carry (the preimage comes from the order's secret and the cycle id, and stays
+//!   with the proposer). The participant checks it against its own accounts
+//!   ([`crate::netting::verify_proposal`]: nobody's net position moves, every account it
+//!   touches exists, every debt is as the latest state it signed), then checks that its two
+//!   debts on the cycle still cover the amount *now*: what it owes the hop before it and what
+//!   the hop after it owes it, beyond collateral, less whatever locks and holds in flight would
+//!   pay them down, less what its other live agreements already use of them. A debt is agreed
+//!   away once; an agreement to a later proposal of the same proposer for the same token
+//!   replaces that proposer's earlier ones (it moved on to another round). It answers, signed by
+//!   its board, with an agreement or a refusal and its reason, and records an agreement
+//!   ([`NettingAgreement`]) in its replicated state, with an expiry and the hashlock, so a
+//!   multi-signer board agrees by its normal consensus.
 //! - **The loop.** Once every participant of every cycle agreed, the proposer pays itself
 //!   around each cycle: an HTLC whose onion tells each hop to forward the whole amount for
 //!   that cycle ([`HopInstruction::NettingForward`]). A hop forwards with no fee only if it
-//!   holds an agreement naming that cycle, amount, previous and next hop; anything else is
-//!   refused like any refused forward, and the locks cancel back. The proposer's preimage
-//!   settles the whole loop: every debt on the cycle drops by the amount, no net moves.
+//!   holds an agreement naming that cycle, amount, previous and next hop and the lock's
+//!   hashlock ([`FailReason::NettingNotAgreed`] otherwise: another lock cannot use the
+//!   agreement up), and only if its debts still cover the amount with every other lock in
+//!   flight settled ([`FailReason::NettingDebtShort`] otherwise: debts that shrank since it
+//!   agreed are never turned round). A refused forward cancels back like any other and leaves
+//!   the agreement; a forward uses it up. The proposer's preimage settles the whole loop:
+//!   every debt on the cycle drops by the amount, no net moves.
 //! - **Refusal and silence.** A participant who refuses, or has not answered when the round's
 //!   deadline passes ([`EntityTx::ExpireNetting`], a proposer duty), is left out: the proposer
 //!   proposes again without it ([`crate::netting::PositionSet::without`]) and asks the rest.
@@ -25,6 +36,8 @@
 //! [`EntityTx::StartNetting`]: super::EntityTx::StartNetting
 //! [`EntityTx::ExpireNetting`]: super::EntityTx::ExpireNetting
 //! [`HopInstruction::NettingForward`]: crate::onion::HopInstruction::NettingForward
+//! [`FailReason::NettingNotAgreed`]: crate::account::FailReason::NettingNotAgreed
+//! [`FailReason::NettingDebtShort`]: crate::account::FailReason::NettingDebtShort
 
 use super::htlc::{
     FINAL_EXPIRY_MS, HOP_EXPIRY_MARGIN_MS, LockedHop, MAX_ROUTE_HOPS, PaymentStatus,
@@ -34,7 +47,7 @@ use crate::account::{Clock, FailReason, Htlc};
 use crate::board::{Board, EntityId, QuorumError, QuorumSignature};
 use crate::codec::hash_of;
 use crate::crypto::{Hash, PublicKey, keccak256};
-use crate::delta::TokenId;
+use crate::delta::{Side, TokenId};
 use crate::netting::{
     NettingCycle, NettingError, NettingProposal, ParticipantView, PositionSet, SignedPosition,
     propose, verify_proposal,
@@ -80,6 +93,9 @@ pub struct CycleRequest {
     pub boards: Vec<Board>,
     /// Until when the agreement holds.
     pub expires_at_ms: u64,
+    /// The hashlock the cycle's loop will carry: only a lock with it may use the agreement.
+    /// (The preimage stays with the proposer until the loop comes back to it.)
+    pub hashlock: Hash,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +164,12 @@ fn cycle_id_of(proposal_id: &Hash, index: usize, cycle: &NettingCycle) -> Hash {
     hash_of(&("xln.netting.cycle.v1", proposal_id, index as u64, cycle))
 }
 
+/// The preimage of the loop of `cycle`, from the order's secret: the proposer knows its
+/// hashlock before it asks anyone, and reveals the preimage only when the loop is back.
+fn loop_preimage(secret: &Preimage, cycle: &Hash) -> Preimage {
+    Preimage(hash_of(&("xln.netting.preimage.v1", &secret.0, cycle)).0)
+}
+
 /// For `me` on `cycle`: who pays it on the loop (its creditor) and whom it pays (its debtor).
 fn neighbours(cycle: &NettingCycle, me: &EntityId) -> Option<(EntityId, EntityId)> {
     let n = cycle.participants.len();
@@ -158,10 +180,24 @@ fn neighbours(cycle: &NettingCycle, me: &EntityId) -> Option<(EntityId, EntityId
     ))
 }
 
+/// Whether an agreement to `proposal` of `proposer` for `token` replaces `agreement`: the
+/// same proposer and token, another proposal.
+fn replaced_by(
+    agreement: &NettingAgreement,
+    proposer: &EntityId,
+    token: TokenId,
+    proposal: &Hash,
+) -> bool {
+    agreement.proposer == *proposer && agreement.token == token && agreement.proposal != *proposal
+}
+
 /// A participant's agreement to forward, once and with no fee, the loop of one cycle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NettingAgreement {
     pub proposer: EntityId,
+    /// The proposal the cycle is of: an agreement to a later proposal of the same proposer
+    /// for the same token replaces it (the proposer has moved on to another round).
+    pub proposal: Hash,
     pub token: TokenId,
     pub amount: u128,
     /// Who locks to us on the loop: our creditor on the cycle.
@@ -169,6 +205,17 @@ pub struct NettingAgreement {
     /// Whom we lock to: our debtor on the cycle.
     pub to: EntityId,
     pub expires_at_ms: u64,
+    /// The only hashlock the loop may carry (from the request).
+    pub hashlock: Hash,
+}
+
+/// Which way a debt beyond collateral runs between us and a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owed {
+    /// We owe the peer: the loop's sender before us (the peer pays it down).
+    ByUs,
+    /// The peer owes us: the next hop of the loop (we pay it down).
+    ToUs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,6 +311,8 @@ pub enum Refusal {
     ProposerNotOnCycle,
     #[error("the cycle is longer than a payment can go")]
     TooLong,
+    #[error("we agreed to this cycle with {0}, another proposer")]
+    AgreedWithAnother(EntityId),
     #[error(
         "the agreement would expire at {expires_at_ms}, not within the next {NETTING_ANSWER_MS} + {NETTING_LOOP_MS} ms"
     )]
@@ -272,6 +321,22 @@ pub enum Refusal {
     TooManyPositions { count: usize },
     #[error("{0}")]
     Proposal(Box<NettingError>),
+    #[error(
+        "we owe {peer} {free} beyond collateral once locks in flight and cycles agreed already are counted, less than the cycle's {amount}"
+    )]
+    OweTooLittle {
+        peer: EntityId,
+        free: i128,
+        amount: u128,
+    },
+    #[error(
+        "{peer} owes us {free} beyond collateral once locks in flight and cycles agreed already are counted, less than the cycle's {amount}"
+    )]
+    OwedTooLittle {
+        peer: EntityId,
+        free: i128,
+        amount: u128,
+    },
 }
 
 impl From<NettingError> for NettingTxError {
@@ -404,6 +469,7 @@ impl EntityState {
                     positions: positions.clone(),
                     boards: needed_boards.clone(),
                     expires_at_ms: execution.answer_by_ms.saturating_add(NETTING_LOOP_MS),
+                    hashlock: keccak256(&loop_preimage(&execution.order.secret, &cycle.id).0),
                 };
                 outcome.netting.push(OutgoingNetting {
                     peer_board: peer_board.clone(),
@@ -533,8 +599,7 @@ impl EntityState {
             let cycle = &execution.cycles[at];
             let id = cycle.id;
             let amount = cycle.cycle.amount;
-            let preimage =
-                Preimage(hash_of(&("xln.netting.preimage.v1", &execution.order.secret.0, id)).0);
+            let preimage = loop_preimage(&execution.order.secret, &id);
             let seed = hash_of(&("xln.netting.seed.v1", &execution.order.secret.0, id)).0;
             let hops: Option<Vec<LockedHop>> = cycle.cycle.payment_route(&self.id).map(|route| {
                 route
@@ -718,13 +783,17 @@ impl EntityState {
         let index = request.cycle;
         let cycle = cycle_id(&request.proposal, index as usize)
             .ok_or(NettingTxError::NoSuchCycle(index))?;
-        let verdict = match self.check_cycle_request(request) {
+        let verdict = match self.check_cycle_request(request, &cycle) {
             Ok(agreement) => {
                 outcome.events.push(EntityEvent::NettingAgreed {
                     proposer: request.proposer,
                     cycle,
                     amount: agreement.amount,
                 });
+                let (proposer, token, proposal) =
+                    (agreement.proposer, agreement.token, agreement.proposal);
+                self.netting_agreements
+                    .retain(|_, a| !replaced_by(a, &proposer, token, &proposal));
                 self.netting_agreements.insert(cycle, agreement);
                 Verdict::Agree
             }
@@ -751,7 +820,11 @@ impl EntityState {
     }
 
     /// Everything a participant checks before it agrees to a cycle (see the module doc).
-    fn check_cycle_request(&self, request: &CycleRequest) -> Result<NettingAgreement, Refusal> {
+    fn check_cycle_request(
+        &self,
+        request: &CycleRequest,
+        cycle_id: &Hash,
+    ) -> Result<NettingAgreement, Refusal> {
         if !self.joins_netting {
             return Err(Refusal::NotTakingPart);
         }
@@ -784,19 +857,110 @@ impl EntityState {
         let boards = self.known_boards(&request.boards);
         let positions = PositionSet::verify(self.domain, &request.positions, &boards)?;
         verify_proposal(&request.proposal, &positions, &ParticipantView::of(self))?;
+        // The proposal holds against the state we signed; the debts must also still hold now,
+        // beside what is in flight and what we agreed to already (a debt is agreed away once).
+        let token = request.proposal.token;
+        let amount = cycle.amount;
+        let proposal_id = request.proposal.id();
+        // A cycle's id does not name its proposer: another participant may not take over ours.
+        if let Some(other) = self
+            .netting_agreements
+            .get(cycle_id)
+            .filter(|a| a.proposer != request.proposer)
+        {
+            return Err(Refusal::AgreedWithAnother(other.proposer));
+        }
+        let kept = |id: &Hash, agreement: &NettingAgreement| {
+            id != cycle_id && !replaced_by(agreement, &request.proposer, token, &proposal_id)
+        };
+        for (peer, owed) in [(from, Owed::ByUs), (to, Owed::ToUs)] {
+            let free = self
+                .debt_left(&peer, token, owed)
+                .and_then(|left| left.checked_sub(self.agreed_on(&peer, token, owed, kept)?));
+            if free.is_none_or(|free| free < i128::try_from(amount).unwrap_or(i128::MAX)) {
+                let free = free.unwrap_or(i128::MIN);
+                return Err(match owed {
+                    Owed::ByUs => Refusal::OweTooLittle { peer, free, amount },
+                    Owed::ToUs => Refusal::OwedTooLittle { peer, free, amount },
+                });
+            }
+        }
         Ok(NettingAgreement {
             proposer: request.proposer,
-            token: request.proposal.token,
-            amount: cycle.amount,
+            proposal: proposal_id,
+            token,
+            amount,
             from,
             to,
             expires_at_ms: request.expires_at_ms,
+            hashlock: request.hashlock,
         })
     }
 
+    /// What is left of a debt beyond collateral between us and `peer` in `token` if every lock
+    /// (or swap hold) in flight that pays it down settles: what we owe the peer less what it
+    /// holds towards us ([`Owed::ByUs`]), or what it owes us less what we hold towards it
+    /// ([`Owed::ToUs`]). The smaller of that in the committed state and in the state once our
+    /// frame in flight and our queue apply. Negative when the debt runs the other way, or
+    /// would; `None` without the account, or out of range.
+    fn debt_left(&self, peer: &EntityId, token: TokenId, owed: Owed) -> Option<i128> {
+        let account = &self.accounts.get(peer)?.account;
+        let side = account.side();
+        let clock = Clock {
+            timestamp: self.timestamp,
+            j_height: self.j_height,
+        };
+        let projected = super::swap::projected_state(account, clock);
+        let left_in = |state: &crate::account::AccountState| -> Option<i128> {
+            let Some(delta) = state.deltas.get(&token) else {
+                return Some(0);
+            };
+            let left_view = crate::netting::uncollateralised(delta).ok()?;
+            let (ours, our_hold, peer_hold) = match side {
+                Side::Left => (left_view, delta.left_hold, delta.right_hold),
+                Side::Right => (left_view.checked_neg()?, delta.right_hold, delta.left_hold),
+            };
+            match owed {
+                Owed::ByUs => ours
+                    .checked_neg()?
+                    .checked_sub(i128::try_from(peer_hold).ok()?),
+                Owed::ToUs => ours.checked_sub(i128::try_from(our_hold).ok()?),
+            }
+        };
+        Some(left_in(account.state())?.min(left_in(&projected)?))
+    }
+
+    /// The sum of the live agreements that `kept` keeps and that use the debt with `peer` in
+    /// `token` that way.
+    fn agreed_on(
+        &self,
+        peer: &EntityId,
+        token: TokenId,
+        owed: Owed,
+        kept: impl Fn(&Hash, &NettingAgreement) -> bool,
+    ) -> Option<i128> {
+        self.netting_agreements
+            .iter()
+            .filter(|(id, a)| {
+                kept(id, a)
+                    && a.token == token
+                    && a.expires_at_ms > self.timestamp
+                    && match owed {
+                        Owed::ByUs => a.from == *peer,
+                        Owed::ToUs => a.to == *peer,
+                    }
+            })
+            .try_fold(0i128, |sum, (_, a)| {
+                sum.checked_add(i128::try_from(a.amount).ok()?)
+            })
+    }
+
     /// Whether an incoming lock may go on with no fee as the loop of `cycle`: we agreed to
-    /// that cycle, with the lock's sender before us, `next` after us, this token and amount,
-    /// and the agreement has not expired.
+    /// that cycle, with the lock's sender before us, `next` after us, this token, amount and
+    /// hashlock, and the agreement has not expired ([`FailReason::NettingNotAgreed`]); and the
+    /// debts still cover the amount, as they are now and with every other lock in flight
+    /// settled: we owe the sender at least what it locks to us (the lock is among its holds
+    /// already), and `next` owes us at least what we lock to it ([`FailReason::NettingDebtShort`]).
     pub(super) fn check_netting_forward(
         &self,
         cycle: &Hash,
@@ -814,11 +978,22 @@ impl EntityState {
             && agreement.token == lock.token
             && agreement.amount == amount
             && lock.amount == amount
+            && lock.hashlock == agreement.hashlock
             && self.timestamp < agreement.expires_at_ms;
-        if as_agreed {
+        if !as_agreed {
+            return Err(FailReason::NettingNotAgreed);
+        }
+        let amount = i128::try_from(amount).map_err(|_| FailReason::NettingDebtShort)?;
+        let covered = self
+            .debt_left(&peer, lock.token, Owed::ByUs)
+            .is_some_and(|left| left >= 0)
+            && self
+                .debt_left(&next, lock.token, Owed::ToUs)
+                .is_some_and(|left| left >= amount);
+        if covered {
             Ok(())
         } else {
-            Err(FailReason::NettingNotAgreed)
+            Err(FailReason::NettingDebtShort)
         }
     }
 }

@@ -63,7 +63,7 @@ impl PayoutCapacity for AccountPayout<'_> {
     }
 }
 
-fn projected_state(account: &Account, clock: Clock) -> AccountState {
+pub(super) fn projected_state(account: &Account, clock: Clock) -> AccountState {
     let mut state = account
         .pending()
         .map_or_else(|| account.state().clone(), |p| p.state.clone());

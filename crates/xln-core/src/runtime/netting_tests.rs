@@ -10,7 +10,8 @@ use crate::account::{AccountTx, FailReason};
 use crate::board::QuorumSignature;
 use crate::delta::Side;
 use crate::entity::{
-    CycleRequest, NETTING_ANSWER_MS, NettingMessage, NettingOrder, SignedNettingMessage, cycle_id,
+    CycleRequest, NETTING_ANSWER_MS, NettingMessage, NettingOrder, PaymentStatus,
+    SignedNettingMessage, cycle_id,
 };
 use crate::netting::{NettingProposal, PositionSet, SignedPosition, propose, uncollateralised};
 use crate::onion::{HopInstruction, Preimage};
@@ -319,13 +320,13 @@ fn a_participant_who_does_not_answer_in_time_is_left_out_and_the_rest_still_nets
     net.assert_settled();
 }
 
-/// A request from node `proposer` to `participant` for cycle 0 of `proposal`, signed by
-/// `signer`'s key.
+/// A request from node `proposer` to `participant` for cycle 0 of `proposal`, whose loop will
+/// carry `hashlock`, signed by `signer`'s key.
 fn request(
     net: &Network,
     proposer: usize,
     participant: usize,
-    proposal: &NettingProposal,
+    (proposal, hashlock): (&NettingProposal, Hash),
     positions: &[SignedPosition],
     signer: usize,
 ) -> Envelope {
@@ -337,6 +338,7 @@ fn request(
         positions: positions.to_vec(),
         boards: boards(net),
         expires_at_ms: net.now + NETTING_ANSWER_MS,
+        hashlock,
     }));
     let signature = QuorumSignature(vec![net.nodes[signer].key.sign(&message.digest())]);
     Envelope {
@@ -354,6 +356,9 @@ fn request(
         },
     }
 }
+
+/// A hashlock for requests whose loop never runs.
+const ANY_LOCK: Hash = Hash([7; 32]);
 
 fn deliver(net: &mut Network, envelope: Envelope) {
     let to = net.host(&envelope.to);
@@ -434,7 +439,7 @@ fn bad_requests_are_refused_by_every_honest_participant_and_nothing_moves() {
     for (what, proposal, evidence, asked, refusal) in cases {
         net.events.clear();
         for &participant in &asked {
-            let envelope = request(&net, 0, participant, &proposal, &evidence, 0);
+            let envelope = request(&net, 0, participant, (&proposal, ANY_LOCK), &evidence, 0);
             deliver(&mut net, envelope);
         }
         for &participant in &asked {
@@ -455,7 +460,7 @@ fn bad_requests_are_refused_by_every_honest_participant_and_nothing_moves() {
     // A request the proposer did not sign (node 3's key on it) is dropped unanswered.
     net.events.clear();
     for participant in [1, 2] {
-        let envelope = request(&net, 0, participant, &honest, &positions, 3);
+        let envelope = request(&net, 0, participant, (&honest, ANY_LOCK), &positions, 3);
         deliver(&mut net, envelope);
         let errors = dropped(&net, participant);
         assert!(
@@ -476,7 +481,7 @@ fn bad_requests_are_refused_by_every_honest_participant_and_nothing_moves() {
     // did not start this round).
     net.events.clear();
     for participant in [1, 2] {
-        let envelope = request(&net, 0, participant, &honest, &positions, 0);
+        let envelope = request(&net, 0, participant, (&honest, ANY_LOCK), &positions, 0);
         deliver(&mut net, envelope);
         assert!(refused(&net, participant).is_empty());
         let agreement = &net.entity(participant).netting_agreements[&cycle_id(&honest, 0).unwrap()];
@@ -486,19 +491,30 @@ fn bad_requests_are_refused_by_every_honest_participant_and_nothing_moves() {
     net.assert_settled();
 }
 
-/// Locks `amount` from node 0 to node 1 with a hand-made onion layer for node 1.
-fn lock_with(net: &mut Network, lock_id: u64, amount: u128, instruction: HopInstruction) {
-    let hashlock = crate::crypto::keccak256(&[lock_id as u8; 32]);
-    let payload = crate::onion::seal(
-        &net.nodes[1].key.public_key(),
-        &instruction,
-        &[lock_id as u8 + 1; 32],
-        &hashlock,
+/// `instruction` sealed to node `to` for the lock `hashlock`.
+fn seal_for(net: &Network, to: usize, instruction: &HopInstruction, hashlock: &Hash) -> Vec<u8> {
+    crate::onion::seal(
+        &net.nodes[to].key.public_key(),
+        instruction,
+        &[to as u8 + 1; 32],
+        hashlock,
         &mut crate::onion::OnionCache::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// Node `from` locks `amount` to node `to` under `hashlock` with the onion `payload`, as a raw
+/// account transaction (`lock_id` even, made odd if `from` is RIGHT).
+fn lock_raw(
+    net: &mut Network,
+    (from, to): (usize, usize),
+    lock_id: u64,
+    hashlock: Hash,
+    amount: u128,
+    payload: Vec<u8>,
+) {
     let lock = AccountTx::HtlcLock {
-        lock_id: if net.nodes[0].id < net.nodes[1].id {
+        lock_id: if net.nodes[from].id < net.nodes[to].id {
             lock_id
         } else {
             lock_id + 1
@@ -511,15 +527,53 @@ fn lock_with(net: &mut Network, lock_id: u64, amount: u128, instruction: HopInst
         payload,
     };
     net.input(
-        0,
+        from,
         vec![Command::Submit {
-            entity: net.nodes[0].id,
+            entity: net.nodes[from].id,
             txs: vec![EntityTx::Account {
-                peer: net.nodes[1].id,
+                peer: net.nodes[to].id,
                 tx: lock,
             }],
         }],
     );
+}
+
+/// Locks `amount` from node 0 to node 1 with a hand-made onion layer for node 1.
+fn lock_with(net: &mut Network, lock_id: u64, amount: u128, instruction: HopInstruction) {
+    let hashlock = crate::crypto::keccak256(&[lock_id as u8; 32]);
+    let payload = seal_for(net, 1, &instruction, &hashlock);
+    lock_raw(net, (0, 1), lock_id, hashlock, amount, payload);
+}
+
+/// A hand-made netting loop through one honest hop: node `from` locks `amount` to `via` under
+/// the hash of `preimage`, telling it to forward with no fee as the loop of `cycle` to `to`,
+/// who takes it with `preimage`. (Colluding `from` and `to` need no agreement of their own.)
+#[allow(clippy::too_many_arguments)]
+fn loop_through(
+    net: &mut Network,
+    (from, via, to): (usize, usize, usize),
+    cycle: Hash,
+    preimage: Preimage,
+    amount: u128,
+    lock_id: u64,
+) {
+    let hashlock = crate::crypto::keccak256(&preimage.0);
+    let last = seal_for(
+        net,
+        to,
+        &HopInstruction::Final { preimage, amount },
+        &hashlock,
+    );
+    let forward = HopInstruction::NettingForward {
+        cycle,
+        next: net.nodes[to].id,
+        amount,
+        expires_at_ms: net.now + 100_000,
+        reveal_before_j_height: 50,
+        payload: last,
+    };
+    let payload = seal_for(net, via, &forward, &hashlock);
+    lock_raw(net, (from, via), lock_id, hashlock, amount, payload);
 }
 
 #[test]
@@ -530,7 +584,7 @@ fn a_fee_free_forward_without_a_matching_agreement_is_refused() {
     owe(&mut net, &[(0, 1, 30), (1, 2, 20), (2, 0, 25)]);
     let (honest, positions) = honest_proposal(&net);
     let cycle = cycle_id(&honest, 0).unwrap();
-    let envelope = request(&net, 0, 1, &honest, &positions, 0);
+    let envelope = request(&net, 0, 1, (&honest, ANY_LOCK), &positions, 0);
     deliver(&mut net, envelope);
     let agreement = net.entity(1).netting_agreements[&cycle].clone();
     assert_eq!(agreement.amount, 20);
@@ -577,6 +631,207 @@ fn a_fee_free_forward_without_a_matching_agreement_is_refused() {
         "a refused forward does not use the agreement up"
     );
     assert_eq!((0..3).map(|n| net.worth(n)).collect::<Vec<_>>(), worth);
+    net.assert_settled();
+}
+
+/// The ring 0 → 1 → 2 → 0 with debts 30, 20, 25: one cycle of 20. Node 1 owes 2 and is owed by
+/// 0, so on the loop it is paid by 2 and pays 0.
+fn triangle() -> Network {
+    let mut net = Network::new(3, FEE);
+    net.connect(&[(0, 1), (1, 2), (2, 0)]);
+    owe(&mut net, &[(0, 1, 30), (1, 2, 20), (2, 0, 25)]);
+    net
+}
+
+/// The preimage of a hand-made loop.
+fn preimage(n: u8) -> Preimage {
+    Preimage([n; 32])
+}
+
+fn hash_of_preimage(n: u8) -> Hash {
+    crate::crypto::keccak256(&preimage(n).0)
+}
+
+#[test]
+fn a_debt_is_agreed_away_once_and_a_second_loop_over_it_is_refused() {
+    // 0 → 1 → 2 → 0 (30, 20, 25) and 3 owing 0 5. Two proposals with the same cycle of 20
+    // that differ only in the 0–3 account (two proposal ids, the same edges) are put to 1, and
+    // 0 and 2 collude to run a loop of each through 1: were both let through, 2 would owe 1
+    // and 1 would owe 0, and 1 would carry 2's debt.
+    let mut net = Network::new(4, FEE);
+    net.connect(&[(0, 1), (1, 2), (2, 0), (0, 3)]);
+    owe(&mut net, &[(0, 1, 30), (1, 2, 20), (2, 0, 25), (3, 0, 5)]);
+    let (first, positions) = honest_proposal(&net);
+    let boards = net.nodes.iter().map(|n| (n.id, n.board.clone())).collect();
+    let without_3 = PositionSet::verify(Hash::ZERO, &positions, &boards)
+        .unwrap()
+        .without(&BTreeSet::from([net.nodes[3].id]));
+    let second = propose(&without_3, TOKEN).unwrap();
+    assert_eq!(first.cycles, second.cycles, "the same cycle of 20");
+    let (c1, c2) = (cycle_id(&first, 0).unwrap(), cycle_id(&second, 0).unwrap());
+    assert_ne!(c1, c2);
+    let agreed = |net: &Network| {
+        net.entity(1)
+            .netting_agreements
+            .keys()
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    let net_of_1 = nets(&net)[1];
+
+    // 0 asks for the first; 2 then asks for the second: the debts are agreed away already.
+    let envelope = request(&net, 0, 1, (&first, hash_of_preimage(1)), &positions, 0);
+    deliver(&mut net, envelope);
+    let envelope = request(&net, 2, 1, (&second, hash_of_preimage(2)), &positions, 2);
+    deliver(&mut net, envelope);
+    let reasons = refused(&net, 1);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].contains("less than the cycle's 20"),
+        "{:?}",
+        reasons[0]
+    );
+    assert_eq!(agreed(&net), vec![c1], "only the first agreement");
+    // 0 asks for the second: a later round of its own replaces the first agreement.
+    let envelope = request(&net, 0, 1, (&second, hash_of_preimage(2)), &positions, 0);
+    deliver(&mut net, envelope);
+    assert_eq!(refused(&net, 1).len(), 1, "agreed");
+    assert_eq!(agreed(&net), vec![c2], "the second replaced the first");
+    // 2 cannot take the agreement over by asking for the same cycle.
+    let envelope = request(&net, 2, 1, (&second, hash_of_preimage(3)), &positions, 2);
+    deliver(&mut net, envelope);
+    let reasons = refused(&net, 1);
+    assert_eq!(reasons.len(), 2);
+    assert!(reasons[1].contains("another proposer"), "{:?}", reasons[1]);
+    assert_eq!(
+        net.entity(1).netting_agreements[&c2].hashlock,
+        hash_of_preimage(2)
+    );
+
+    // Both loops: 2 locks to 1, which is to forward to 0, who takes it.
+    net.events.clear();
+    loop_through(&mut net, (2, 1, 0), c1, preimage(1), 20, 200);
+    loop_through(&mut net, (2, 1, 0), c2, preimage(2), 20, 202);
+    assert_eq!(refusals(&net, 1), vec![FailReason::NettingNotAgreed]);
+    // 1 is never owed by its creditor nor owes its debtor: one loop cleared its debt to 2 and
+    // 20 of 0's debt to it; the other moved nothing.
+    assert_eq!(position(&net, 1, 2), 0);
+    assert_eq!(position(&net, 1, 0), 10);
+    assert_eq!(nets(&net)[1], net_of_1);
+    assert!(net.entity(1).netting_agreements.is_empty());
+    net.assert_settled();
+}
+
+#[test]
+fn a_loop_after_the_debt_shrank_is_refused_at_the_hop_and_nothing_moves() {
+    let mut net = triangle();
+    let (honest, positions) = honest_proposal(&net);
+    let cycle = cycle_id(&honest, 0).unwrap();
+    let envelope = request(&net, 0, 1, (&honest, hash_of_preimage(1)), &positions, 0);
+    deliver(&mut net, envelope);
+    assert!(net.entity(1).netting_agreements.contains_key(&cycle));
+
+    // 2 pays 1 directly: 1 now owes 2 only 15, less than the cycle's 20.
+    owe(&mut net, &[(2, 1, 5)]);
+    assert_eq!(position(&net, 1, 2), -15);
+    let nets_before = nets(&net);
+    let worth: Vec<i128> = (0..3).map(|n| net.worth(n)).collect();
+
+    net.events.clear();
+    loop_through(&mut net, (2, 1, 0), cycle, preimage(1), 20, 200);
+    assert_eq!(refusals(&net, 1), vec![FailReason::NettingDebtShort]);
+    // Not overshot into 2 owing 1: the lock cancelled back and no debt moved.
+    assert_eq!(position(&net, 1, 2), -15);
+    assert_eq!(position(&net, 1, 0), 30);
+    assert_eq!(nets(&net), nets_before);
+    assert_eq!((0..3).map(|n| net.worth(n)).collect::<Vec<_>>(), worth);
+    assert!(
+        net.entity(1).netting_agreements.contains_key(&cycle),
+        "a refused forward does not use the agreement up"
+    );
+    net.assert_settled();
+
+    // The same when what 0 owes 1 shrank instead (0 pays 1 back 15 of its 30).
+    let mut net = triangle();
+    let (honest, positions) = honest_proposal(&net);
+    let cycle = cycle_id(&honest, 0).unwrap();
+    let envelope = request(&net, 0, 1, (&honest, hash_of_preimage(1)), &positions, 0);
+    deliver(&mut net, envelope);
+    owe(&mut net, &[(1, 0, 15)]);
+    assert_eq!(position(&net, 1, 0), 15);
+    net.events.clear();
+    loop_through(&mut net, (2, 1, 0), cycle, preimage(1), 20, 200);
+    assert_eq!(refusals(&net, 1), vec![FailReason::NettingDebtShort]);
+    assert_eq!(position(&net, 1, 0), 15);
+    assert_eq!(position(&net, 1, 2), -20);
+    net.assert_settled();
+}
+
+#[test]
+fn a_loop_is_refused_while_a_payment_in_flight_would_take_the_debt_it_needs() {
+    let mut net = triangle();
+    let (honest, positions) = honest_proposal(&net);
+    let cycle = cycle_id(&honest, 0).unwrap();
+    let envelope = request(&net, 0, 1, (&honest, hash_of_preimage(1)), &positions, 0);
+    deliver(&mut net, envelope);
+
+    // 2 pays 0 15 through 1 (1's fee: 2), and 0 holds its reveal back: the locks are in
+    // flight, and once they settle 1 owes 2 only 3 and is owed 15 by 0.
+    net.withholding = Some(0);
+    let payment = net.pay(&[2, 1, 0], 15, 61);
+    assert_eq!(net.withheld.len(), 1);
+    assert_eq!(position(&net, 1, 2), -20, "committed: still 20");
+    assert_eq!(position(&net, 1, 0), 30);
+
+    net.events.clear();
+    loop_through(&mut net, (2, 1, 0), cycle, preimage(1), 20, 200);
+    assert_eq!(refusals(&net, 1), vec![FailReason::NettingDebtShort]);
+
+    // The payment settles; the debts only shrank, none turned round.
+    let withheld = std::mem::take(&mut net.withheld);
+    net.withholding = None;
+    for envelope in withheld {
+        deliver(&mut net, envelope);
+    }
+    assert!(matches!(
+        net.status(2, &payment),
+        PaymentStatus::Succeeded { .. }
+    ));
+    assert_eq!(position(&net, 1, 2), -3);
+    assert_eq!(position(&net, 1, 0), 15);
+    net.assert_settled();
+}
+
+#[test]
+fn an_agreement_lets_through_only_the_lock_it_names() {
+    let mut net = triangle();
+    let (honest, positions) = honest_proposal(&net);
+    let cycle = cycle_id(&honest, 0).unwrap();
+    let envelope = request(&net, 0, 1, (&honest, hash_of_preimage(1)), &positions, 0);
+    deliver(&mut net, envelope);
+    let agreement = net.entity(1).netting_agreements[&cycle].clone();
+    assert_eq!(agreement.hashlock, hash_of_preimage(1));
+    let net_of_1 = nets(&net)[1];
+
+    // 2, the hop before 1, tries the agreement with a lock of its own.
+    net.events.clear();
+    loop_through(&mut net, (2, 1, 0), cycle, preimage(9), 20, 200);
+    assert_eq!(refusals(&net, 1), vec![FailReason::NettingNotAgreed]);
+    assert_eq!(position(&net, 1, 2), -20, "nothing moved");
+    assert_eq!(position(&net, 1, 0), 30);
+    assert!(
+        net.entity(1).netting_agreements.contains_key(&cycle),
+        "the agreement is still there for the loop it names"
+    );
+
+    // The loop with the named hashlock goes through.
+    net.events.clear();
+    loop_through(&mut net, (2, 1, 0), cycle, preimage(1), 20, 202);
+    assert!(refusals(&net, 1).is_empty());
+    assert_eq!(position(&net, 1, 2), 0);
+    assert_eq!(position(&net, 1, 0), 10);
+    assert_eq!(nets(&net)[1], net_of_1);
+    assert!(net.entity(1).netting_agreements.is_empty());
     net.assert_settled();
 }
 
