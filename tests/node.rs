@@ -281,6 +281,31 @@ async fn a_hub_settles_its_accounts_debts_in_one_batch() {
     let views = settle_down(&[&hub, &alice, &bob]).await;
     assert_eq!(position(&views[0].accounts, alice_id), 0);
     assert_eq!(position(&views[0].accounts, bob_id), 0);
+    // `settle` from the CLI: the account is flat, so a one-line reason and a non-zero exit.
+    let settle = alice.cli(&["settle", "hub"]);
+    let stderr = String::from_utf8_lossy(&settle.stderr);
+    assert!(!settle.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("nothing to settle"), "{stderr}");
+    // And one that settles: Bob pays Alice 2 through the hub, then settles his debt with the
+    // hub on his own; the hub's node signs, Bob's submits.
+    assert_eq!(pay(&bob, alice_id, 2 * UNIT).await, Ok(2 * UNIT));
+    let settle = bob.cli(&["settle", "hub"]);
+    let stdout = String::from_utf8_lossy(&settle.stdout);
+    assert!(
+        settle.status.success() && stdout.contains("proposed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&settle.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let views = settle_down(&[&hub, &bob]).await;
+        if position(&views[0].accounts, bob_id) == 0 && reserve(&views[1]) == 11 * UNIT {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", bob.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Netting across hubs: three hubs whose payments left each owing the next. Hub A learns the
