@@ -1311,6 +1311,48 @@ struct Runtimes<const N: usize> {
 }
 
 impl<const N: usize> Runtimes<N> {
+    /// One runtime per entity, each hosting its entity's replica.
+    fn new(entities: [&Entity; N], domain: Hash) -> Self {
+        use xln_core::runtime::{Command, Runtime, RuntimeInput};
+        let mut runtimes = Runtimes {
+            runtimes: entities.map(|e| Runtime::new([e.keys[0].clone()])),
+            ids: entities.map(|e| e.id),
+            now: 1_000,
+        };
+        for (i, entity) in entities.iter().enumerate() {
+            let add = Command::AddReplica {
+                board: entity.board.clone(),
+                signer: entity.keys[0].address(),
+                domain,
+            };
+            runtimes.apply(
+                i,
+                RuntimeInput {
+                    commands: vec![add],
+                    ..RuntimeInput::default()
+                },
+            );
+        }
+        runtimes
+    }
+
+    /// Submits `txs` to the entity of runtime `at`; see [`Self::apply`].
+    fn submit(
+        &mut self,
+        at: usize,
+        txs: Vec<xln_core::entity::EntityTx>,
+    ) -> Vec<(EntityId, xln_core::entity::ChainRequest)> {
+        use xln_core::runtime::{Command, RuntimeInput};
+        let entity = self.ids[at];
+        self.apply(
+            at,
+            RuntimeInput {
+                commands: vec![Command::Submit { entity, txs }],
+                ..RuntimeInput::default()
+            },
+        )
+    }
+
     /// Applies `input` at runtime `at`, delivers messages until both are quiet, and returns
     /// the chain requests that came out.
     fn apply(
@@ -1383,31 +1425,10 @@ async fn core_inputs(follower: &mut Follower) -> Vec<xln_core::runtime::ChainEve
 #[tokio::test]
 async fn core_chain_requests_go_out_in_one_batch_and_come_back_into_both_accounts() {
     use xln_core::entity::{ChainRequest, EntityTx};
-    use xln_core::runtime::{Command, Runtime, RuntimeInput};
+    use xln_core::runtime::{Command, RuntimeInput};
     let net = Net::start().await;
     let (a, h) = (Entity::single(81), Entity::single(82));
-    let mut pair = Runtimes {
-        runtimes: [
-            Runtime::new([a.keys[0].clone()]),
-            Runtime::new([h.keys[0].clone()]),
-        ],
-        ids: [a.id, h.id],
-        now: 1_000,
-    };
-    for (i, entity) in [&a, &h].into_iter().enumerate() {
-        let add = Command::AddReplica {
-            board: entity.board.clone(),
-            signer: entity.keys[0].address(),
-            domain: net.j.domain(),
-        };
-        pair.apply(
-            i,
-            RuntimeInput {
-                commands: vec![add],
-                ..RuntimeInput::default()
-            },
-        );
-    }
+    let mut pair = Runtimes::new([&a, &h], net.j.domain());
     let open = Command::Submit {
         entity: a.id,
         txs: vec![
@@ -1496,40 +1517,11 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
     use xln::node::settlement::{self, SettleAction};
     use xln_core::account::SettlementScope;
     use xln_core::entity::{ChainRequest, EntityTx};
-    use xln_core::runtime::{Command, Runtime, RuntimeInput};
     let net = Net::start().await;
     let token = net.token_id;
     let (a, h) = (Entity::single(83), Entity::single(84));
     let domain = net.j.domain();
-    let mut pair = Runtimes {
-        runtimes: [
-            Runtime::new([a.keys[0].clone()]),
-            Runtime::new([h.keys[0].clone()]),
-        ],
-        ids: [a.id, h.id],
-        now: 1_000,
-    };
-    let submit = |entity: &Entity, txs: Vec<EntityTx>| RuntimeInput {
-        commands: vec![Command::Submit {
-            entity: entity.id,
-            txs,
-        }],
-        ..RuntimeInput::default()
-    };
-    for (i, entity) in [&a, &h].into_iter().enumerate() {
-        let add = Command::AddReplica {
-            board: entity.board.clone(),
-            signer: entity.keys[0].address(),
-            domain,
-        };
-        pair.apply(
-            i,
-            RuntimeInput {
-                commands: vec![add],
-                ..RuntimeInput::default()
-            },
-        );
-    }
+    let mut pair = Runtimes::new([&a, &h], domain);
     let credit = |peer: EntityId| EntityTx::Account {
         peer,
         tx: AccountTx::SetCreditLimit { token, amount: 500 },
@@ -1538,8 +1530,8 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
         peer: h.id,
         peer_board: h.board.clone(),
     };
-    pair.apply(0, submit(&a, vec![open, credit(h.id)]));
-    pair.apply(1, submit(&h, vec![credit(a.id)]));
+    pair.submit(0, vec![open, credit(h.id)]);
+    pair.submit(1, vec![credit(a.id)]);
 
     // Reserves: A 1,000, H 50. A puts 300 into the account.
     let mut follower = follower_for(&net, 0);
@@ -1551,7 +1543,7 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
         token,
         amount: 300,
     };
-    let requests = pair.apply(0, submit(&a, vec![EntityTx::Chain(collateral)]));
+    let requests = pair.submit(0, vec![EntityTx::Chain(collateral)]);
     let ours: Vec<ChainRequest> = requests.into_iter().map(|(_, r)| r).collect();
     net.j
         .submit_requests(&a.id, &a.board, &ours, &|d| a.sign(d))
@@ -1566,7 +1558,7 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
         peer: h.id,
         tx: AccountTx::DirectPayment { token, amount: 400 },
     };
-    pair.apply(0, submit(&a, vec![pay]));
+    pair.submit(0, vec![pay]);
     // H's claim in the account: Δ if it is LEFT, C − Δ if it is RIGHT.
     let position_of_h = |pair: &Runtimes<2>| {
         let account = &pair.entity(1).accounts[&a.id].account;
@@ -1592,7 +1584,7 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
         "{what}"
     );
     assert!(what.contains("the peer owes 100 on credit"), "{what}");
-    assert!(pair.apply(1, submit(&h, vec![tx])).is_empty());
+    assert!(pair.submit(1, vec![tx]).is_empty());
     for i in 0..2 {
         let pending = pair.entity(i).accounts[&pair.ids[1 - i]]
             .account
@@ -1610,7 +1602,7 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
         peer: h.id,
         tx: AccountTx::DirectPayment { token, amount: 1 },
     };
-    pair.apply(0, submit(&a, vec![pay_more]));
+    pair.submit(0, vec![pay_more]);
     assert_eq!(position_of_h(&pair), 400);
 
     // Neither side can submit it yet; A's node says the proposer submits.
@@ -1628,7 +1620,7 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
     let accepts = settlement::acceptances(pair.entity(0), &domain, &a.keys[0], &BTreeSet::new());
     assert!(accepts.waiting.is_empty());
     assert_eq!(accepts.txs.len(), 1);
-    let requests = pair.apply(0, submit(&a, accepts.txs));
+    let requests = pair.submit(0, accepts.txs);
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].0, h.id);
     assert!(matches!(requests[0].1, ChainRequest::Settle { .. }));
@@ -1698,7 +1690,7 @@ async fn cooperative_settlement_pays_out_collateral_and_credit_and_leaves_the_ac
         peer: a.id,
         tx: AccountTx::DirectPayment { token, amount: 5 },
     };
-    pair.apply(1, submit(&h, vec![pay_back]));
+    pair.submit(1, vec![pay_back]);
     assert_eq!(position_of_h(&pair), -5);
 }
 
@@ -1708,41 +1700,13 @@ async fn netting_settles_every_debt_of_a_hub_in_one_batch_and_keeps_the_collater
     use xln::node::netting::{self, NettingBatch};
     use xln::node::settlement;
     use xln_core::entity::{ChainRequest, EntityTx};
-    use xln_core::runtime::{Command, Runtime, RuntimeInput};
     let net = Net::start().await;
     let token = net.token_id;
     let domain = net.j.domain();
     // The hub first, then wallets A, B and C.
     let entities = [91, 92, 93, 94].map(Entity::single);
     let [h, a, b, c] = &entities;
-    let mut net4 = Runtimes {
-        runtimes: entities
-            .each_ref()
-            .map(|e| Runtime::new([e.keys[0].clone()])),
-        ids: entities.each_ref().map(|e| e.id),
-        now: 1_000,
-    };
-    let submit = |at: usize, txs: Vec<EntityTx>| RuntimeInput {
-        commands: vec![Command::Submit {
-            entity: entities[at].id,
-            txs,
-        }],
-        ..RuntimeInput::default()
-    };
-    for (i, entity) in entities.iter().enumerate() {
-        let add = Command::AddReplica {
-            board: entity.board.clone(),
-            signer: entity.keys[0].address(),
-            domain,
-        };
-        net4.apply(
-            i,
-            RuntimeInput {
-                commands: vec![add],
-                ..RuntimeInput::default()
-            },
-        );
-    }
+    let mut net4 = Runtimes::new(entities.each_ref(), domain);
     let credit = |peer: EntityId| EntityTx::Account {
         peer,
         tx: AccountTx::SetCreditLimit { token, amount: 500 },
@@ -1756,8 +1720,8 @@ async fn netting_settles_every_debt_of_a_hub_in_one_batch_and_keeps_the_collater
             peer: h.id,
             peer_board: h.board.clone(),
         };
-        net4.apply(wallet, submit(wallet, vec![open, credit(h.id)]));
-        net4.apply(0, submit(0, vec![credit(entity.id)]));
+        net4.submit(wallet, vec![open, credit(h.id)]);
+        net4.submit(0, vec![credit(entity.id)]);
     }
     // Reserves: the hub 1,000, A and C 1,000 each, B none. C puts 100 into its account.
     let mut follower = follower_for(&net, 0);
@@ -1770,7 +1734,7 @@ async fn netting_settles_every_debt_of_a_hub_in_one_batch_and_keeps_the_collater
         token,
         amount: 100,
     };
-    let requests = net4.apply(3, submit(3, vec![EntityTx::Chain(collateral)]));
+    let requests = net4.submit(3, vec![EntityTx::Chain(collateral)]);
     let ours: Vec<ChainRequest> = requests.into_iter().map(|(_, r)| r).collect();
     net.j
         .submit_requests(&c.id, &c.board, &ours, &|d| c.sign(d))
@@ -1779,9 +1743,9 @@ async fn netting_settles_every_debt_of_a_hub_in_one_batch_and_keeps_the_collater
     net4.observe(core_inputs(&mut follower).await);
 
     // A owes the hub 150, the hub owes B 100, C owes the hub 80 beyond its collateral.
-    net4.apply(1, submit(1, vec![pay(h.id, 150)]));
-    net4.apply(0, submit(0, vec![pay(b.id, 100)]));
-    net4.apply(3, submit(3, vec![pay(h.id, 180)]));
+    net4.submit(1, vec![pay(h.id, 150)]);
+    net4.submit(0, vec![pay(b.id, 100)]);
+    net4.submit(3, vec![pay(h.id, 180)]);
 
     let plan = netting::plan(net4.entity(0), token, &Default::default()).unwrap();
     let owed: BTreeSet<(EntityId, i128, u128)> = plan
@@ -1804,7 +1768,7 @@ async fn netting_settles_every_debt_of_a_hub_in_one_batch_and_keeps_the_collater
     let txs = netting::settlement_txs(net4.entity(0), &plan, &domain).unwrap();
     let mut batch = NettingBatch::new(token, txs.iter().map(|(peer, _)| *peer), net4.now);
     assert!(
-        net4.apply(0, submit(0, txs.into_iter().map(|(_, tx)| tx).collect()))
+        net4.submit(0, txs.into_iter().map(|(_, tx)| tx).collect())
             .is_empty()
     );
     for (wallet, entity) in entities.iter().enumerate().skip(1) {
@@ -1812,7 +1776,7 @@ async fn netting_settles_every_debt_of_a_hub_in_one_batch_and_keeps_the_collater
         let key = &entity.keys[0];
         let accepts = settlement::acceptances(net4.entity(wallet), &domain, key, &BTreeSet::new());
         assert_eq!(accepts.txs.len(), 1);
-        let requests = net4.apply(wallet, submit(wallet, accepts.txs));
+        let requests = net4.submit(wallet, accepts.txs);
         let for_hub: Vec<ChainRequest> = requests
             .into_iter()
             .filter(|(entity, _)| *entity == h.id)
@@ -1859,7 +1823,7 @@ async fn netting_settles_every_debt_of_a_hub_in_one_batch_and_keeps_the_collater
     let c_delta = &net4.entity(0).accounts[&c.id].account.state().deltas[&token];
     assert_eq!(c_delta.collateral, 100);
     // Payments flow again: B pays the hub back 10.
-    net4.apply(2, submit(2, vec![pay(h.id, 10)]));
+    net4.submit(2, vec![pay(h.id, 10)]);
     let b_after = netting::plan(net4.entity(0), token, &Default::default()).unwrap();
     assert_eq!(b_after.accounts.len(), 1);
     assert_eq!(b_after.accounts[0].uncollateralised, 10);

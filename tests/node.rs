@@ -196,15 +196,7 @@ async fn a_hub_settles_its_accounts_debts_in_one_batch() {
     }
 
     // Once the hub has seen Alice's reserve, its proposal settles both debts in full.
-    let netting = |node: &NodeProcess| -> serde_json::Value {
-        let out = node.cli(&["--json", "netting"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let netting = |node: &NodeProcess| node.cli_json(&["netting"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let plan = loop {
         let json = netting(&hub);
@@ -349,15 +341,7 @@ async fn three_hubs_clear_a_cycle_of_debts_off_chain() {
     assert_eq!(position(&views[0].accounts, ids[1]), -10 * UNIT as i128);
 
     // Once B's or C's positions reached A, A's proposal clears the cycle off chain.
-    let netting = |hub: &NodeProcess| -> serde_json::Value {
-        let out = hub.cli(&["--json", "netting"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let netting = |node: &NodeProcess| node.cli_json(&["netting"]);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let plan = loop {
         let json = netting(&hubs[0]);

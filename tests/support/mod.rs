@@ -303,6 +303,18 @@ impl NodeProcess {
     }
 
     /// Runs the `xln` binary as a client of this node.
+    /// `xln --json <args>` against the node, parsed; panics with its stderr if it fails.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(&[&["--json"], args].concat());
+        assert!(
+            out.status.success(),
+            "{}: {args:?}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         xln()
             .arg("--data-dir")
