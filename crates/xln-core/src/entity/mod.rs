@@ -28,4 +28,4 @@ pub use state::{
     AccountEntry, ChainRequest, EntityEvent, EntityState, EntityTx, EntityTxError, Outcome,
     Outgoing,
 };
-pub use swap::{SWAP_EXPIRY_MARGIN_MS, SwapOrder};
+pub use swap::{HeldTake, OurLeg, SWAP_EXPIRY_MARGIN_MS, SwapLegs, SwapOrder};

@@ -5,7 +5,7 @@ use super::netting::{
     NettingAgreement, NettingExecution, NettingOrder, NettingTxError, OutgoingNetting,
     SignedNettingMessage,
 };
-use super::swap::SwapOrder;
+use super::swap::{SwapLegs, SwapOrder};
 use crate::account::{
     Account, AccountError, AccountEvent, AccountMessage, AccountTx, Clock, Failure, Reply,
     SettlementPlan, SettlementScope, SettlementTerms, TokenDiff, TxError,
@@ -408,6 +408,9 @@ pub struct EntityState {
     pub next_offer_id: u64,
     /// Our peers' open swap offers, matched as they commit (PROTOCOL.md §8).
     pub book: OrderBook,
+    /// The legs of our matches in flight: the takers' resolves we hold back until the makers'
+    /// legs are settled, and our resolves queued or in flight (see `entity::swap`).
+    pub swap_legs: SwapLegs,
     /// Whether we agree to netting cycles others propose.
     pub joins_netting: bool,
     /// The netting cycles we agreed to forward, by cycle id, until used or expired.
@@ -441,6 +444,7 @@ impl EntityState {
             receiving: BTreeMap::new(),
             next_offer_id: 0,
             book: OrderBook::new(),
+            swap_legs: SwapLegs::default(),
             joins_netting: true,
             netting_agreements: BTreeMap::new(),
             netting_rounds: BTreeMap::new(),
@@ -487,6 +491,7 @@ impl EntityState {
             receiving,
             next_offer_id,
             book: _,
+            swap_legs,
             joins_netting,
             netting_agreements,
             netting_rounds,
@@ -514,12 +519,13 @@ impl EntityState {
             receiving: &'a BTreeMap<(EntityId, u64), (Hash, u128)>,
             next_offer_id: u64,
             book_hash: Hash,
+            swap_legs: &'a SwapLegs,
             joins_netting: bool,
             netting_agreements: &'a BTreeMap<Hash, NettingAgreement>,
             netting_rounds: &'a BTreeMap<TokenId, NettingExecution>,
         }
         hash_of(&Committed {
-            tag: "xln.entity.state.v3",
+            tag: "xln.entity.state.v4",
             id,
             board,
             domain,
@@ -539,6 +545,7 @@ impl EntityState {
             receiving,
             next_offer_id: *next_offer_id,
             book_hash,
+            swap_legs,
             joins_netting: *joins_netting,
             netting_agreements,
             netting_rounds,

@@ -2,24 +2,48 @@
 //!
 //! A peer's `SwapOffer` that commits in its account with us enters our order book
 //! ([`crate::swap::OrderBook`]) and is matched at once, in the order the offers committed. Each
-//! fill becomes a `SwapResolve` queued on the account of the order's maker; the remainder of an
+//! fill becomes a `SwapResolve` on the account of the order's owner; the remainder of an
 //! immediate-or-cancel or fill-or-kill offer is closed by the same resolve (a fill of zero
 //! when nothing matched). The book is part of the replicated entity state: every member of a
 //! board replays the same commits and computes the same fills.
 //!
 //! Matching never plans a payment beyond what we can pay a peer (its account projected with
-//! our frame in flight and our queue). The two legs of a match are on two accounts and commit
-//! independently: if one is refused when its frame is built (the maker cancelled first, or it
-//! expired), the other may already be committed. That leg is reported as
-//! [`EntityEvent::SwapLegDropped`] and its order leaves the book; we then hold the position
-//! the matched peer would have taken, at its price.
+//! our frame in flight, our queue, and the takers' resolves we hold back, below).
+//!
+//! The legs of a match are on different accounts and commit independently, so they go out in
+//! order: **the makers' legs first, the taker's once they are settled** ([`SwapLegs`]). Each
+//! maker's leg is queued at once; the taker's resolve is held back until every maker's leg of
+//! its match has committed or been dropped (refused when its frame was built: the maker
+//! cancelled first, or it expired, reported as [`EntityEvent::SwapLegDropped`], and that order
+//! leaves the book). The taker then gets what the committed makers' legs delivered, and no
+//! more:
+//! - immediate-or-cancel: the committed part, and the resolve closes the offer (a fill of zero
+//!   when no maker's leg committed);
+//! - fill-or-kill: everything when every maker's leg committed, else a fill of zero, which
+//!   cancels the offer untouched;
+//! - good-till-cancel: the committed part (no resolve when it is zero); what was not delivered
+//!   is not booked again: it stays on hold in the taker's offer, out of the book, until the
+//!   taker cancels it or it expires and we release it.
+//!
+//! So a maker cannot make us pay a taker what the maker never gave: a committed maker's leg
+//! is a trade we made with that maker at the maker's own price, and if the taker's leg then
+//! fails (the taker cancelled, its offer expired, it does not answer) we hold that position,
+//! at that price: ordinary market risk at an honest price, a gain at an absurd one. A taker's
+//! resolve held back is forgotten when its offer is cancelled or offered anew under the same
+//! id; the makers' legs then stand alone.
+//!
+//! Our resolves are told apart by the order they are on and their amounts; each is recorded
+//! when queued, with a sequence number, and a commit or drop settles the oldest one recorded
+//! with the same order and amounts (an account commits our transactions in the order we
+//! queued them). What is recorded is bounded by what the accounts hold: one held-back resolve
+//! per open offer, one record per resolve of ours queued or in flight.
 
 use super::htlc::allocate_side_id;
 use super::state::{EntityEvent, EntityState, EntityTxError, Outcome};
 use crate::account::{Account, AccountEvent, AccountState, AccountTx, Clock, MAX_CLOCK_SKEW_MS};
 use crate::board::EntityId;
 use crate::delta::{Side, TokenId};
-use crate::swap::{Order, OrderKey, PayoutCapacity, TimeInForce};
+use crate::swap::{Order, OrderKey, PayoutCapacity, TimeInForce, Trade};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -39,12 +63,106 @@ pub struct SwapOrder {
     pub time_in_force: TimeInForce,
 }
 
+/// A taker's resolve held back until every maker's leg of its match is settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldTake {
+    /// Tells this take from a later one of an offer with the same id.
+    pub seq: u64,
+    pub time_in_force: TimeInForce,
+    /// The token we pay the taker.
+    pub want_token: TokenId,
+    /// The makers' legs not yet committed nor dropped.
+    pub awaited: u32,
+    /// What the committed makers' legs delivered: of the taker's give side (`fill`), and what
+    /// we pay it (`want_paid`).
+    pub fill: u128,
+    pub want_paid: u128,
+    /// What the awaited makers' legs would add to `want_paid`.
+    pub awaited_paid: u128,
+    /// A maker's leg was dropped.
+    pub short: bool,
+}
+
+impl HeldTake {
+    /// The most we may still pay the taker for this take.
+    fn owed(&self) -> u128 {
+        self.want_paid.saturating_add(self.awaited_paid)
+    }
+
+    /// The resolve to send the taker once nothing is awaited, if any.
+    fn resolve(&self) -> Option<(u128, u128)> {
+        match self.time_in_force {
+            TimeInForce::FillOrKill if self.short => Some((0, 0)),
+            TimeInForce::GoodTillCancel if self.fill == 0 => None,
+            _ => Some((self.fill, self.want_paid)),
+        }
+    }
+}
+
+/// A resolve of ours queued or in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OurLeg {
+    pub fill: u128,
+    pub want_paid: u128,
+    /// For a maker's leg, the take that waits for it: the taker's order and the take's `seq`.
+    pub take: Option<(OrderKey, u64)>,
+}
+
+/// The legs of our matches in flight (see the module doc). Part of the replicated state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapLegs {
+    /// Takers' resolves held back, by the taker's order.
+    pub takes: BTreeMap<OrderKey, HeldTake>,
+    /// Our resolves queued or in flight, by the order they resolve and when they were queued.
+    pub legs: BTreeMap<(OrderKey, u64), OurLeg>,
+    pub next_seq: u64,
+}
+
+impl SwapLegs {
+    pub fn is_empty(&self) -> bool {
+        self.takes.is_empty() && self.legs.is_empty()
+    }
+
+    fn seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.saturating_add(1);
+        seq
+    }
+
+    /// What the takes held back for `peer` may still pay it in `token`.
+    fn owed(&self, peer: &EntityId, token: TokenId) -> u128 {
+        let from = OrderKey {
+            owner: *peer,
+            offer_id: 0,
+        };
+        let to = OrderKey {
+            owner: *peer,
+            offer_id: u64::MAX,
+        };
+        self.takes
+            .range(from..=to)
+            .filter(|(_, take)| take.want_token == token)
+            .fold(0u128, |sum, (_, take)| sum.saturating_add(take.owed()))
+    }
+
+    /// Takes off the oldest record of a resolve of ours on `key` with these amounts.
+    fn settle(&mut self, key: OrderKey, fill: u128, want_paid: u128) -> Option<OurLeg> {
+        let at = self
+            .legs
+            .range((key, 0)..=(key, u64::MAX))
+            .find(|(_, leg)| leg.fill == fill && leg.want_paid == want_paid)
+            .map(|(at, _)| *at)?;
+        self.legs.remove(&at)
+    }
+}
+
 /// What we can pay each peer, from its account as it will be once our frame in flight and our
-/// queued transactions are applied.
+/// queued transactions are applied, less what the takes we hold back may pay it.
 struct AccountPayout<'a> {
     accounts: &'a crate::collections::MerkleMap<EntityId, super::state::AccountEntry>,
     clock: Clock,
     projected: BTreeMap<EntityId, (Side, AccountState)>,
+    held: &'a SwapLegs,
 }
 
 impl PayoutCapacity for AccountPayout<'_> {
@@ -60,6 +178,7 @@ impl PayoutCapacity for AccountPayout<'_> {
         state
             .capacities(token, *side)
             .map_or(0, |caps| caps.out_capacity)
+            .saturating_sub(self.held.owed(peer, token))
     }
 }
 
@@ -158,10 +277,13 @@ impl EntityState {
                             self.book_offer(peer, offer_id, outcome);
                         }
                         AccountTx::SwapCancel { offer_id } => {
-                            self.book.remove(&OrderKey {
+                            let key = OrderKey {
                                 owner: peer,
                                 offer_id,
-                            });
+                            };
+                            self.book.remove(&key);
+                            // A take held back for this offer has nothing left to resolve.
+                            self.swap_legs.takes.remove(&key);
                             if by_peer && is_ours(offer_id, our_side) {
                                 outcome
                                     .events
@@ -178,6 +300,17 @@ impl EntityState {
                             fill,
                             want_paid,
                         }),
+                        AccountTx::SwapResolve {
+                            offer_id,
+                            fill,
+                            want_paid,
+                        } => {
+                            let key = OrderKey {
+                                owner: peer,
+                                offer_id,
+                            };
+                            self.leg_settled(key, fill, want_paid, true);
+                        }
                         _ => {}
                     }
                 }
@@ -191,10 +324,12 @@ impl EntityState {
                     },
                 error,
             } => {
-                self.book.remove(&OrderKey {
+                let key = OrderKey {
                     owner: peer,
                     offer_id: *offer_id,
-                });
+                };
+                self.book.remove(&key);
+                self.leg_settled(key, *fill, *want_paid, false);
                 outcome.events.push(EntityEvent::SwapLegDropped {
                     peer,
                     offer_id: *offer_id,
@@ -222,9 +357,10 @@ impl EntityState {
             owner: peer,
             offer_id,
         };
-        // The account holds at most one open offer with this id: anything in the book under
-        // it is a stale leftover.
+        // The account holds at most one open offer with this id: anything in the book or held
+        // back under it is a stale leftover.
         self.book.remove(&key);
+        self.swap_legs.takes.remove(&key);
         let order = Order {
             key,
             give_token: offer.give_token,
@@ -243,6 +379,7 @@ impl EntityState {
             accounts: &self.accounts,
             clock,
             projected: BTreeMap::new(),
+            held: &self.swap_legs,
         };
         let cutoff = self.timestamp.saturating_add(SWAP_EXPIRY_MARGIN_MS);
         // The account validated what the book checks (amounts above zero, two different
@@ -252,18 +389,111 @@ impl EntityState {
         let Ok(matched) = self.book.submit(order, cutoff, &mut payout) else {
             return;
         };
-        for trade in matched.trades {
-            outcome.events.push(EntityEvent::SwapMatched(trade));
+        for trade in &matched.trades {
+            outcome.events.push(EntityEvent::SwapMatched(*trade));
         }
-        for fill in matched.fills {
-            self.enqueue(
-                &fill.key.owner,
-                AccountTx::SwapResolve {
-                    offer_id: fill.key.offer_id,
-                    fill: fill.fill,
-                    want_paid: fill.want_paid,
-                },
-            );
+        let taker = matched.fills.iter().find(|fill| fill.key == key).copied();
+        if matched.trades.is_empty() {
+            // Nothing matched: only the taker's own closing resolve, if any, at once.
+            if let Some(fill) = taker {
+                self.queue_resolve(fill.key, fill.fill, fill.want_paid, None);
+            }
+            return;
+        }
+        // The makers' legs go out now; the taker's waits for them.
+        let seq = self.swap_legs.seq();
+        let (mut awaited, mut awaited_paid) = (0u32, 0u128);
+        for trade in &matched.trades {
+            let Trade {
+                maker,
+                maker_gave,
+                taker_gave,
+                ..
+            } = *trade;
+            self.queue_resolve(maker, maker_gave, taker_gave, Some((key, seq)));
+            awaited = awaited.saturating_add(1);
+            // What the taker is paid is at most what the book planned for it.
+            awaited_paid = awaited_paid.saturating_add(maker_gave);
+        }
+        self.swap_legs.takes.insert(
+            key,
+            HeldTake {
+                seq,
+                time_in_force: offer.time_in_force,
+                want_token: offer.want_token,
+                awaited,
+                fill: 0,
+                want_paid: 0,
+                awaited_paid,
+                short: false,
+            },
+        );
+    }
+
+    /// Queues a resolve of ours on `key`'s account and records it; `take` is the take that
+    /// waits for it, for a maker's leg.
+    fn queue_resolve(
+        &mut self,
+        key: OrderKey,
+        fill: u128,
+        want_paid: u128,
+        take: Option<(OrderKey, u64)>,
+    ) {
+        let seq = self.swap_legs.seq();
+        self.swap_legs.legs.insert(
+            (key, seq),
+            OurLeg {
+                fill,
+                want_paid,
+                take,
+            },
+        );
+        self.enqueue(
+            &key.owner,
+            AccountTx::SwapResolve {
+                offer_id: key.offer_id,
+                fill,
+                want_paid,
+            },
+        );
+    }
+
+    /// A resolve of ours on `key` committed or was dropped. If it was a maker's leg, the take
+    /// that waits for it counts it; once nothing is awaited, the taker's resolve goes out with
+    /// what the committed makers' legs delivered.
+    fn leg_settled(&mut self, key: OrderKey, fill: u128, want_paid: u128, committed: bool) {
+        let Some(OurLeg {
+            take: Some((taker, seq)),
+            ..
+        }) = self.swap_legs.settle(key, fill, want_paid)
+        else {
+            return;
+        };
+        let Some(take) = self
+            .swap_legs
+            .takes
+            .get_mut(&taker)
+            .filter(|take| take.seq == seq)
+        else {
+            // The taker's offer was cancelled or offered anew meanwhile.
+            return;
+        };
+        take.awaited = take.awaited.saturating_sub(1);
+        // The maker gave `fill` of the taker's want side for `want_paid` of its give side.
+        take.awaited_paid = take.awaited_paid.saturating_sub(fill);
+        if committed {
+            take.fill = take.fill.saturating_add(want_paid);
+            take.want_paid = take.want_paid.saturating_add(fill);
+        } else {
+            take.short = true;
+        }
+        if take.awaited > 0 {
+            return;
+        }
+        let resolve = take.resolve();
+        self.swap_legs.takes.remove(&taker);
+        if let Some((fill, want_paid)) = resolve {
+            self.queue_resolve(taker, fill, want_paid, None);
         }
     }
 

@@ -35,6 +35,9 @@ struct Market {
     hub: EntityId,
     hub_members: usize,
     wallets: [EntityId; 2],
+    /// Messages to this runtime are held back (a peer that does not answer) until released.
+    holding: Option<usize>,
+    held: Vec<Envelope>,
 }
 
 impl Market {
@@ -70,6 +73,8 @@ impl Market {
             hub: hub_board.lazy_entity_id(),
             hub_members: hub_keys.len(),
             wallets: wallet_boards.clone().map(|b| b.lazy_entity_id()),
+            holding: None,
+            held: Vec::new(),
         };
         let add = |board: &Board, k: &SignerKey| Command::AddReplica {
             board: board.clone(),
@@ -124,6 +129,11 @@ impl Market {
         });
         let mut inboxes: Vec<Vec<Envelope>> = vec![Vec::new(); self.runtimes.len()];
         self.collect(at, out, &mut inboxes);
+        self.deliver(inboxes);
+    }
+
+    /// Delivers every message until the network is quiet (but for what is held back).
+    fn deliver(&mut self, mut inboxes: Vec<Vec<Envelope>>) {
         while inboxes.iter().any(|i| !i.is_empty()) {
             self.now += 1;
             for i in 0..self.runtimes.len() {
@@ -144,7 +154,11 @@ impl Market {
     fn collect(&mut self, at: usize, out: RuntimeOutput, inboxes: &mut [Vec<Envelope>]) {
         for message in out.messages {
             let host = self.host(&message.to);
-            inboxes[host].push(message);
+            if self.holding == Some(host) {
+                self.held.push(message);
+            } else {
+                inboxes[host].push(message);
+            }
         }
         for event in out.events {
             if let RuntimeEvent::Rejected(error) = &event {
@@ -152,6 +166,21 @@ impl Market {
             }
             self.events.push((at, event));
         }
+    }
+
+    /// From now on, messages to wallet `w` are held back.
+    fn hold_wallet(&mut self, w: usize) {
+        self.holding = Some(self.wallet_runtime(w));
+    }
+
+    /// Delivers what was held back, and everything after it.
+    fn release(&mut self) {
+        let Some(at) = self.holding.take() else {
+            return;
+        };
+        let mut inboxes: Vec<Vec<Envelope>> = vec![Vec::new(); self.runtimes.len()];
+        inboxes[at] = std::mem::take(&mut self.held);
+        self.deliver(inboxes);
     }
 
     fn submit_wallet(&mut self, w: usize, txs: Vec<EntityTx>) {
@@ -677,4 +706,192 @@ proptest! {
     ) {
         run(ops);
     }
+}
+
+// ---- the two legs of a match: the makers' first, the taker's once they committed ----
+
+/// A maker that can beat the hub's resolve with its own cancel (it is LEFT in its account
+/// with the hub, so its frame wins when both propose at once), and the other wallet.
+fn maker_and_taker(market: &Market) -> (usize, usize) {
+    let maker = [A, B]
+        .into_iter()
+        .find(|w| market.wallet_account(*w).side() == Side::Left)
+        .expect("a wallet is LEFT in its account with the hub");
+    (maker, 1 - maker)
+}
+
+/// What each wallet's position moved by since `before`, per token (USD, ETH).
+fn moved(market: &Market, before: [[i128; 2]; 2]) -> [[i128; 2]; 2] {
+    let after = market.positions();
+    [0, 1].map(|w| [0, 1].map(|t| after[w][t] - before[w][t]))
+}
+
+fn assert_hub_lost_nothing(market: &Market) {
+    for (token, net) in [USD, ETH].iter().zip(market.hub_net()) {
+        assert!(net >= 0, "the hub lost {} of token {token}", -net);
+    }
+}
+
+/// The hub's account frames that committed a resolve of ours, in order: the peer of each.
+fn resolves_committed(market: &Market) -> Vec<EntityId> {
+    market
+        .entity_events(0)
+        .filter_map(|e| match e {
+            EntityEvent::Account {
+                peer,
+                event: crate::account::AccountEvent::Committed { txs, by_left, .. },
+            } if *by_left == (market.hub_state(0).accounts[peer].account.side() == Side::Left)
+                && txs
+                    .iter()
+                    .any(|tx| matches!(tx, AccountTx::SwapResolve { .. })) =>
+            {
+                Some(*peer)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_maker_that_cancels_before_its_leg_commits_cannot_make_the_hub_pay_the_taker() {
+    let mut market = Market::new(false);
+    let (maker, taker) = maker_and_taker(&market);
+    let before = market.positions();
+    // The maker rests an absurd price: 3,000 ETH for 1 USD; its accomplice takes it.
+    let offer = market.offer(maker, (ETH, 3_000), (USD, 1), GoodTillCancel, LONG);
+    market.hold_wallet(maker);
+    market.offer(taker, (USD, 1), (ETH, 3_000), ImmediateOrCancel, LONG);
+    // The maker does not answer: the taker's leg waits for the maker's.
+    assert_hub_lost_nothing(&market);
+    assert_eq!(
+        moved(&market, before)[taker],
+        [0, 0],
+        "the taker got nothing"
+    );
+    assert_eq!(market.hold(taker, USD), 1, "its offer is still open");
+    // The maker cancels: its frame wins over the hub's, whose resolve is then dropped.
+    market.cancel(maker, offer);
+    assert_hub_lost_nothing(&market);
+    market.release();
+    market.assert_consistent();
+    assert_eq!(market.dropped_legs(), 1, "the maker's leg was dropped");
+    assert_eq!(moved(&market, before), [[0, 0], [0, 0]], "nothing traded");
+    assert_eq!(market.hub_net(), [0, 0]);
+    for w in [maker, taker] {
+        assert_eq!(market.wallet_account(w).state().total_holds(), 0);
+        assert!(market.wallet_account(w).state().offers.is_empty());
+    }
+    assert!(market.hub_state(0).book.is_empty());
+    assert!(market.hub_state(0).swap_legs.is_empty());
+}
+
+#[test]
+fn the_takers_leg_is_resolved_after_the_makers_committed() {
+    let mut market = Market::new(true);
+    let (maker, taker) = (A, B);
+    let before = market.positions();
+    market.offer(maker, (ETH, 1_000), (USD, 3_000), GoodTillCancel, LONG);
+    market.hold_wallet(maker);
+    market.offer(taker, (USD, 3_300), (ETH, 1_000), ImmediateOrCancel, LONG);
+    assert_eq!(
+        moved(&market, before)[taker],
+        [0, 0],
+        "the taker's leg waits"
+    );
+    assert_eq!(market.hold(taker, USD), 3_300);
+    market.release();
+    market.assert_consistent();
+    // Both legs filled, at the maker's price: the taker got the improvement.
+    let moved = moved(&market, before);
+    assert_eq!(moved[maker], [3_000, -1_000]);
+    assert_eq!(moved[taker], [-3_000, 1_000]);
+    assert_eq!(market.hub_net(), [0, 0]);
+    assert_eq!(market.dropped_legs(), 0);
+    assert_eq!(market.hold(taker, USD), 0);
+    assert_eq!(
+        resolves_committed(&market),
+        vec![market.wallets[maker], market.wallets[taker]],
+        "the maker's leg first"
+    );
+    assert!(market.hub_state(0).swap_legs.is_empty());
+}
+
+/// Two resting offers of the maker match one taker; the maker cancels the first before its
+/// leg commits. The taker gets what the second delivered.
+fn partly_dropped(time_in_force: TimeInForce) -> (Market, usize, usize, [[i128; 2]; 2]) {
+    let mut market = Market::new(false);
+    let (maker, taker) = maker_and_taker(&market);
+    let before = market.positions();
+    let first = market.offer(maker, (ETH, 500), (USD, 1_000), GoodTillCancel, LONG);
+    market.offer(maker, (ETH, 600), (USD, 1_200), GoodTillCancel, LONG);
+    market.hold_wallet(maker);
+    market.offer(taker, (USD, 2_200), (ETH, 1_100), time_in_force, LONG);
+    assert_eq!(market.dropped_legs(), 0);
+    assert_eq!(
+        moved(&market, before)[taker],
+        [0, 0],
+        "the taker's leg waits"
+    );
+    market.cancel(maker, first);
+    market.release();
+    market.assert_consistent();
+    assert_eq!(market.dropped_legs(), 1);
+    let moved = moved(&market, before);
+    assert_eq!(moved[maker], [1_200, -600], "the second offer traded");
+    assert!(market.hub_state(0).swap_legs.is_empty());
+    (market, maker, taker, moved)
+}
+
+#[test]
+fn a_taker_whose_makers_partly_dropped_gets_only_what_the_others_delivered() {
+    for time_in_force in [ImmediateOrCancel, GoodTillCancel] {
+        let (mut market, _, taker, moved) = partly_dropped(time_in_force);
+        assert_eq!(moved[taker], [-1_200, 600], "{time_in_force:?}");
+        assert_eq!(market.hub_net(), [0, 0], "{time_in_force:?}");
+        let left = if time_in_force == GoodTillCancel {
+            // The part that was not delivered is not booked again: it stays on hold in the
+            // taker's offer until the taker cancels it (or it expires).
+            assert!(market.hub_state(0).book.is_empty());
+            1_000
+        } else {
+            0
+        };
+        assert_eq!(market.hold(taker, USD), left, "{time_in_force:?}");
+        if let Some(offer) = market.wallet_account(taker).state().offers.keys().next() {
+            let offer = *offer;
+            market.cancel(taker, offer);
+            market.assert_consistent();
+        }
+        assert_eq!(market.hold(taker, USD), 0, "{time_in_force:?}");
+    }
+}
+
+#[test]
+fn a_fill_or_kill_taker_whose_makers_partly_dropped_is_cancelled_untouched() {
+    let (market, maker, taker, moved) = partly_dropped(FillOrKill);
+    assert_eq!(moved[taker], [0, 0]);
+    assert_eq!(market.hold(taker, USD), 0);
+    assert!(market.wallet_account(taker).state().offers.is_empty());
+    // The hub holds the trade the maker chose, at the maker's price.
+    assert_eq!(market.hub_net(), moved[maker].map(|m| -m));
+}
+
+#[test]
+fn what_a_held_back_take_will_pay_is_not_promised_twice() {
+    let mut market = Market::new(false);
+    let (maker, taker) = (A, B);
+    let before = market.positions();
+    market.offer(maker, (ETH, 3_000), (USD, 300), GoodTillCancel, LONG);
+    market.offer(maker, (ETH, 3_000), (USD, 300), GoodTillCancel, LONG);
+    market.hold_wallet(maker);
+    // The hub can owe the taker WALLET_CREDIT (4,000) ETH: 3,000 go to the first take, which
+    // waits for the maker; only 1,000 are left for the second.
+    market.offer(taker, (USD, 300), (ETH, 3_000), ImmediateOrCancel, LONG);
+    market.offer(taker, (USD, 300), (ETH, 3_000), ImmediateOrCancel, LONG);
+    market.release();
+    market.assert_consistent();
+    assert_eq!(market.dropped_legs(), 0, "every leg went through");
+    assert_eq!(moved(&market, before)[taker], [-400, 4_000]);
+    assert_eq!(market.hub_net(), [0, 0]);
+    assert_eq!(market.hold(taker, USD), 0);
 }
