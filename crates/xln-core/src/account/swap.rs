@@ -20,6 +20,7 @@
 //! leaves the state: the hold is released exactly once.
 
 use super::tx::{AccountState, Clock, MAX_OFFERS_PER_ACCOUNT, SwapOfferState, TxError};
+use crate::crypto::Hash;
 use crate::delta::{Delta, Side, TokenId};
 use crate::swap::{Price, TimeInForce};
 use std::collections::BTreeMap;
@@ -98,6 +99,7 @@ impl AccountState {
     pub(super) fn resolve_swap(
         &mut self,
         offer_id: u64,
+        terms: Hash,
         fill: u128,
         want_paid: u128,
         by: Side,
@@ -109,6 +111,9 @@ impl AccountState {
             .ok_or(TxError::UnknownOffer(offer_id))?;
         if by == offer.maker {
             return Err(TxError::NotCounterparty(offer_id));
+        }
+        if offer.terms() != terms {
+            return Err(TxError::OfferTermsChanged(offer_id));
         }
         if fill > offer.remaining {
             return Err(TxError::FillExceedsOffer {

@@ -73,6 +73,9 @@ pub enum AccountTx {
     /// fill-or-kill offer its remainder is released, so `fill = 0` cancels it untouched.
     SwapResolve {
         offer_id: u64,
+        /// The offer's terms ([`SwapOfferState::terms`]) as the resolver saw them: an id its
+        /// maker cancelled and offered again with other terms is refused, not filled.
+        terms: Hash,
         fill: u128,
         want_paid: u128,
     },
@@ -288,6 +291,8 @@ pub enum TxError {
     NotForAcceptance,
     #[error("settlement {0} is not seen on chain by our follower")]
     SettlementNotOnChain(u64),
+    #[error("offer {0} is not the offer the resolve names (its terms changed)")]
+    OfferTermsChanged(u64),
 }
 
 impl From<Overflow> for TxError {
@@ -314,6 +319,20 @@ pub struct SwapOfferState {
 impl SwapOfferState {
     pub fn expired(&self, clock: Clock) -> bool {
         clock.timestamp >= self.expires_at_ms
+    }
+
+    /// What the offer is, apart from how much of it is left: what a resolve names.
+    pub fn terms(&self) -> Hash {
+        hash_of(&(
+            "xln.swap.offer.terms.v1",
+            self.maker,
+            self.give_token,
+            self.give_amount,
+            self.want_token,
+            self.want_amount,
+            self.expires_at_ms,
+            self.time_in_force,
+        ))
     }
 }
 
@@ -578,9 +597,10 @@ impl AccountState {
             )?,
             AccountTx::SwapResolve {
                 offer_id,
+                terms,
                 fill,
                 want_paid,
-            } => self.resolve_swap(offer_id, fill, want_paid, by, clock)?,
+            } => self.resolve_swap(offer_id, terms, fill, want_paid, by, clock)?,
             AccountTx::SwapCancel { offer_id } => self.cancel_swap(offer_id, by, clock)?,
             AccountTx::SettlementPropose {
                 nonce,

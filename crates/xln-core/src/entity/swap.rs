@@ -42,6 +42,7 @@ use super::htlc::allocate_side_id;
 use super::state::{EntityEvent, EntityState, EntityTxError, Outcome};
 use crate::account::{Account, AccountEvent, AccountState, AccountTx, Clock, MAX_CLOCK_SKEW_MS};
 use crate::board::EntityId;
+use crate::crypto::Hash;
 use crate::delta::{Side, TokenId};
 use crate::swap::{Order, OrderKey, PayoutCapacity, TimeInForce, Trade};
 use serde::{Deserialize, Serialize};
@@ -294,6 +295,7 @@ impl EntityState {
                             offer_id,
                             fill,
                             want_paid,
+                            ..
                         } if by_peer => outcome.events.push(EntityEvent::SwapResolved {
                             peer,
                             offer_id,
@@ -304,6 +306,7 @@ impl EntityState {
                             offer_id,
                             fill,
                             want_paid,
+                            ..
                         } => {
                             let key = OrderKey {
                                 owner: peer,
@@ -321,6 +324,7 @@ impl EntityState {
                         offer_id,
                         fill,
                         want_paid,
+                        ..
                     },
                 error,
             } => {
@@ -448,10 +452,18 @@ impl EntityState {
                 take,
             },
         );
+        // The offer as it committed (it is in the book or held back since); gone, the
+        // resolve is refused when its frame is built and reported as a dropped leg.
+        let terms = self
+            .accounts
+            .get(&key.owner)
+            .and_then(|entry| entry.account.state().offers.get(&key.offer_id))
+            .map_or(Hash::ZERO, |offer| offer.terms());
         self.enqueue(
             &key.owner,
             AccountTx::SwapResolve {
                 offer_id: key.offer_id,
+                terms,
                 fill,
                 want_paid,
             },

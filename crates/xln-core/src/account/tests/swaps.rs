@@ -58,9 +58,14 @@ fn offer(offer_id: u64, give: u128, want: u128, tif: TimeInForce) -> AccountTx {
     offer_of(offer_id, USD, give, ETH, want, 5_000, tif)
 }
 
-fn resolve(offer_id: u64, fill: u128, want_paid: u128) -> AccountTx {
+/// A resolve of offer `offer_id` as it stands in `state` (any terms if it is not there).
+fn resolve(state: &AccountState, offer_id: u64, fill: u128, want_paid: u128) -> AccountTx {
     AccountTx::SwapResolve {
         offer_id,
+        terms: state
+            .offers
+            .get(&offer_id)
+            .map_or(Hash::ZERO, SwapOfferState::terms),
         fill,
         want_paid,
     }
@@ -102,7 +107,7 @@ fn an_offer_holds_its_give_side_and_fills_move_both_tokens() {
 
     // The hub (RIGHT) fills 120 USD and pays 40 ETH: LEFT pays USD, RIGHT pays ETH.
     state
-        .apply(&resolve(2, 120, 40), Side::Right, now())
+        .apply(&resolve(&state, 2, 120, 40), Side::Right, now())
         .unwrap();
     assert_eq!(offdelta(&state, USD), -120);
     assert_eq!(offdelta(&state, ETH), 40);
@@ -112,7 +117,7 @@ fn an_offer_holds_its_give_side_and_fills_move_both_tokens() {
 
     // A better price for the maker is fine: 61 ETH for the last 180 USD. Filled: it closes.
     state
-        .apply(&resolve(2, 180, 61), Side::Right, now())
+        .apply(&resolve(&state, 2, 180, 61), Side::Right, now())
         .unwrap();
     assert_eq!(offdelta(&state, USD), -300);
     assert_eq!(offdelta(&state, ETH), 101);
@@ -130,7 +135,7 @@ fn the_limit_price_is_checked_exactly_and_rounding_is_the_makers_gain() {
         .unwrap();
     let before = state.clone();
     assert_eq!(
-        state.apply(&resolve(2, 1, 1), Side::Right, now()),
+        state.apply(&resolve(&state, 2, 1, 1), Side::Right, now()),
         Err(TxError::BelowLimitPrice {
             offer_id: 2,
             fill: 1,
@@ -139,9 +144,13 @@ fn the_limit_price_is_checked_exactly_and_rounding_is_the_makers_gain() {
     );
     assert_eq!(state, before);
     // 1 USD for 2 ETH: rounded up, the maker's way.
-    state.apply(&resolve(2, 1, 2), Side::Right, now()).unwrap();
+    state
+        .apply(&resolve(&state, 2, 1, 2), Side::Right, now())
+        .unwrap();
     // The last unit at exactly its share: the maker got 4 ETH for 2 USD, above its 3.
-    state.apply(&resolve(2, 1, 2), Side::Right, now()).unwrap();
+    state
+        .apply(&resolve(&state, 2, 1, 2), Side::Right, now())
+        .unwrap();
     assert_eq!(offdelta(&state, ETH), 4);
     assert_sound(&state);
 
@@ -169,11 +178,11 @@ fn the_limit_price_is_checked_exactly_and_rounding_is_the_makers_gain() {
         .unwrap();
     // (big − 1)² / big = big − 2 + 1/big: big − 2 is short by a fraction, big − 1 is enough.
     assert!(matches!(
-        state.apply(&resolve(4, big - 1, big - 2), Side::Right, now()),
+        state.apply(&resolve(&state, 4, big - 1, big - 2), Side::Right, now()),
         Err(TxError::BelowLimitPrice { .. })
     ));
     state
-        .apply(&resolve(4, big - 1, big - 1), Side::Right, now())
+        .apply(&resolve(&state, 4, big - 1, big - 1), Side::Right, now())
         .unwrap();
     assert_sound(&state);
 }
@@ -266,19 +275,19 @@ fn bad_swap_transactions_are_refused_with_a_reason_and_change_nothing() {
             },
         ),
         (
-            resolve(8, 1, 1),
+            resolve(&state, 8, 1, 1),
             Side::Right,
             now(),
             TxError::UnknownOffer(8),
         ),
         (
-            resolve(2, 30, 10),
+            resolve(&state, 2, 30, 10),
             Side::Left,
             now(),
             TxError::NotCounterparty(2),
         ),
         (
-            resolve(2, 301, 101),
+            resolve(&state, 2, 301, 101),
             Side::Right,
             now(),
             TxError::FillExceedsOffer {
@@ -288,7 +297,7 @@ fn bad_swap_transactions_are_refused_with_a_reason_and_change_nothing() {
             },
         ),
         (
-            resolve(2, 30, 9),
+            resolve(&state, 2, 30, 9),
             Side::Right,
             now(),
             TxError::BelowLimitPrice {
@@ -297,15 +306,20 @@ fn bad_swap_transactions_are_refused_with_a_reason_and_change_nothing() {
                 want_paid: 9,
             },
         ),
-        (resolve(2, 0, 0), Side::Right, now(), TxError::ZeroAmount),
         (
-            resolve(4, 0, 1),
+            resolve(&state, 2, 0, 0),
+            Side::Right,
+            now(),
+            TxError::ZeroAmount,
+        ),
+        (
+            resolve(&state, 4, 0, 1),
             Side::Right,
             now(),
             TxError::PaidWithoutFill(4),
         ),
         (
-            resolve(4, 50, 25),
+            resolve(&state, 4, 50, 25),
             Side::Right,
             now(),
             TxError::PartialFillOrKill {
@@ -315,14 +329,14 @@ fn bad_swap_transactions_are_refused_with_a_reason_and_change_nothing() {
             },
         ),
         (
-            resolve(2, 30, 10),
+            resolve(&state, 2, 30, 10),
             Side::Right,
             late,
             TxError::OfferExpired(2),
         ),
         (
             // The hub may owe LEFT at most 1,000 ETH.
-            resolve(2, 300, 1_001),
+            resolve(&state, 2, 300, 1_001),
             Side::Right,
             now(),
             TxError::InsufficientCapacity {
@@ -358,15 +372,19 @@ fn immediate_or_cancel_and_fill_or_kill_close_with_their_first_resolve() {
     assert_eq!(state.deltas[&USD].left_hold, 510);
     // IOC partly filled: the remainder is released with it.
     state
-        .apply(&resolve(2, 120, 40), Side::Right, now())
+        .apply(&resolve(&state, 2, 120, 40), Side::Right, now())
         .unwrap();
     // IOC not filled at all: closed untouched.
-    state.apply(&resolve(4, 0, 0), Side::Right, now()).unwrap();
+    state
+        .apply(&resolve(&state, 4, 0, 0), Side::Right, now())
+        .unwrap();
     // FOK filled whole, and FOK killed.
     state
-        .apply(&resolve(6, 60, 20), Side::Right, now())
+        .apply(&resolve(&state, 6, 60, 20), Side::Right, now())
         .unwrap();
-    state.apply(&resolve(8, 0, 0), Side::Right, now()).unwrap();
+    state
+        .apply(&resolve(&state, 8, 0, 0), Side::Right, now())
+        .unwrap();
     assert!(state.offers.is_empty());
     assert_eq!(state.total_holds(), 0);
     assert_eq!(offdelta(&state, USD), -180);
@@ -374,9 +392,41 @@ fn immediate_or_cancel_and_fill_or_kill_close_with_their_first_resolve() {
     assert_sound(&state);
     // Each was released once: a second resolve finds nothing.
     assert_eq!(
-        state.apply(&resolve(2, 0, 0), Side::Right, now()),
+        state.apply(&resolve(&state, 2, 0, 0), Side::Right, now()),
         Err(TxError::UnknownOffer(2))
     );
+}
+
+#[test]
+fn a_resolve_of_an_offer_id_used_again_with_other_terms_is_refused() {
+    let mut state = two_token_state();
+    // LEFT offers 300 USD for 100 ETH; the hub prepares a resolve of it at that price.
+    state
+        .apply(&offer(2, 300, 100, GoodTillCancel), Side::Left, now())
+        .unwrap();
+    let prepared = resolve(&state, 2, 300, 100);
+    // Before it lands, LEFT cancels and offers id 2 again with the tokens swapped: 300 ETH for
+    // 100 USD. The prepared resolve would fit it (same amounts, same price), and the hub, which
+    // matched a USD seller, would find itself the USD payer.
+    state.apply(&cancel(2), Side::Left, now()).unwrap();
+    state
+        .apply(
+            &offer_of(2, ETH, 300, USD, 100, 5_000, GoodTillCancel),
+            Side::Left,
+            now(),
+        )
+        .unwrap();
+    let before = state.clone();
+    assert_eq!(
+        state.apply(&prepared, Side::Right, now()),
+        Err(TxError::OfferTermsChanged(2))
+    );
+    assert_eq!(state, before);
+    // A resolve naming the new terms is taken.
+    state
+        .apply(&resolve(&state, 2, 300, 100), Side::Right, now())
+        .unwrap();
+    assert!(state.offers.is_empty());
 }
 
 #[test]
@@ -388,7 +438,7 @@ fn cancels_release_exactly_what_is_left_once() {
     state.apply(&right_offer, Side::Right, now()).unwrap();
     assert_eq!(state.deltas[&ETH].right_hold, 200);
     state
-        .apply(&resolve(3, 50, 100), Side::Left, now())
+        .apply(&resolve(&state, 3, 50, 100), Side::Left, now())
         .unwrap();
     // RIGHT paid 50 ETH (offdelta up), LEFT paid 100 USD (down).
     assert_eq!(offdelta(&state, ETH), 50);
@@ -422,7 +472,7 @@ fn cancels_release_exactly_what_is_left_once() {
     };
     state.apply(&cancel(2), Side::Right, expired).unwrap();
     state
-        .apply(&resolve(4, 0, 0), Side::Right, expired)
+        .apply(&resolve(&state, 4, 0, 0), Side::Right, expired)
         .unwrap();
     assert_eq!(state.hash(), empty_hash);
 }
@@ -472,7 +522,9 @@ fn swaps_travel_through_frames_and_a_bad_one_rejects_the_whole_frame() {
         .enqueue(offer_of(2, USD, 300, ETH, 100, expiry, GoodTillCancel));
     let (msg, _) = pair.flush(true);
     pair.settle(msg.unwrap(), false);
-    pair.right.account.enqueue(resolve(2, 300, 100));
+    pair.right
+        .account
+        .enqueue(resolve(pair.left.account.state(), 2, 300, 100));
     let (msg, _) = pair.flush(false);
     pair.settle(msg.unwrap(), true);
     pair.assert_in_sync();
