@@ -5,6 +5,10 @@
 //! account frames the entity frame produces. At quorum weight the proposer commits with the
 //! collected signatures; every member checks the quorum before applying. A member never
 //! precommits two different frames at one height. A one-signer entity commits at once.
+//!
+//! What the entity signs for the chain (a batch, a settlement acceptance) a board signs in a
+//! signing round: each member signs only what it recomputes from its own committed state (see
+//! `cosign`, and `node::signing` for the proposer's side).
 
 use super::state::{EntityEvent, EntityState, EntityTx, EntityTxError, Outcome};
 use crate::account::AccountMessage;
