@@ -636,6 +636,28 @@ async fn a_two_of_three_hub_in_three_processes_keeps_quorum() {
         assert!(std::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // Alice proposes to settle the account: the hub's board accepts it in a signing round
+    // (each member checks the settlement is pending in its own account) and Alice's account
+    // holds the board's quorum.
+    let out = alice.cli(&["settle", &hub_id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = hub[0].view().await.log;
+        if log.iter().any(|l| {
+            l.text.contains("acceptance of the settlement") && l.text.contains("board signed")
+        }) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn collateral_of(view: &NodeView, peer: EntityId) -> u128 {
