@@ -501,8 +501,13 @@ async fn a_partition_between_a_wallet_and_the_hub_heals_without_loss() {
 async fn a_two_of_three_hub_in_three_processes_keeps_quorum() {
     let root = tempfile::tempdir().unwrap();
     let chain = chain(root.path()).await;
-    let keys: Vec<SignerKey> = (0..3u8)
-        .map(|i| SignerKey::from_bytes(&[0x51 + i; 32]).unwrap())
+    // The proposer's key is a funded one (keys.example): it pays for the board's batches.
+    let keys_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keys.example");
+    let funded =
+        xln::chain::devnet::parse_keys(&std::fs::read_to_string(keys_file).unwrap()).unwrap();
+    let funded = funded.iter().find(|k| k.name == "hub").unwrap().key.clone();
+    let keys: Vec<SignerKey> = std::iter::once(funded)
+        .chain((1..3u8).map(|i| SignerKey::from_bytes(&[0x51 + i; 32]).unwrap()))
         .collect();
     let members: Vec<String> = keys
         .iter()
@@ -598,6 +603,83 @@ async fn a_two_of_three_hub_in_three_processes_keeps_quorum() {
     settle_down(&[&hub[0], &alice, &bob]).await;
     let height = hub[0].view().await.status.height;
     wait_metric(&hub[2], "xln_entity_height", height as f64).await;
+
+    // On chain: the board signs a batch of what its frames committed. With one member down,
+    // the proposer deposits (from its wallet), then moves reserve into collateral with Alice:
+    // a batch the chain takes only with two members' signatures over its digest, here the
+    // proposer's and those of the member that caught up.
+    hub[1].kill();
+    let deposit = hub[0].cli(&["deposit", "TUSD", "5"]);
+    assert!(
+        deposit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deposit.stderr)
+    );
+    let alice_id = alice.entity().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        // Refused until the entity has seen its reserve on chain.
+        let out = hub[0].cli(&["collateral", &alice_id.to_string(), "TUSD", "1"]);
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let view = hub[0].view().await;
+        if collateral_of(&view, alice_id) == UNIT {
+            assert!(
+                view.log.iter().any(|l| l.text.contains("the board signed")),
+                "the batch went through a signing round"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", view.log);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Alice's node sees the collateral too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while collateral_of(&alice.view().await, hub_id) != UNIT {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Alice proposes to settle the account: the hub's board accepts it in a signing round
+    // (each member checks the settlement is pending in its own account) and Alice's account
+    // holds the board's quorum.
+    let out = alice.cli(&["settle", &hub_id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = hub[0].view().await.log;
+        if log.iter().any(|l| {
+            l.text.contains("acceptance of the settlement") && l.text.contains("board signed")
+        }) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn collateral_of(view: &NodeView, peer: EntityId) -> u128 {
+    view.accounts
+        .iter()
+        .filter(|a| a.peer == peer)
+        .flat_map(|a| &a.tokens)
+        .map(|t| t.collateral)
+        .sum()
 }
 
 /// A tmux session, killed on drop.

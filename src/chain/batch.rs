@@ -226,3 +226,42 @@ impl SignedSettlement {
         }
     }
 }
+
+/// The Depository's batch digest of `requests` (as one batch, in this order) for `entity` at
+/// its batch `nonce`: what the board signs for `processBatch`.
+pub fn requests_digest(
+    domain: &Hash,
+    entity: &EntityId,
+    nonce: u64,
+    requests: &[ChainRequest],
+) -> Hash {
+    let batch = BatchBuilder::from_ops(requests.iter().map(ChainOp::from)).build();
+    encode::batch_digest(domain, entity, U256::from(nonce), &batch)
+}
+
+/// The contracts' digests, for the core's board members to check what they co-sign
+/// (`xln_core::entity::ChainDigests`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AbiDigests;
+
+impl xln_core::entity::ChainDigests for AbiDigests {
+    fn batch(
+        &self,
+        domain: &Hash,
+        entity: &EntityId,
+        nonce: u64,
+        requests: &[ChainRequest],
+    ) -> Hash {
+        requests_digest(domain, entity, nonce, requests)
+    }
+
+    fn settlement(
+        &self,
+        domain: &Hash,
+        a: &EntityId,
+        b: &EntityId,
+        terms: &SettlementTerms,
+    ) -> Hash {
+        Settlement::of_terms(*a, *b, terms).digest(domain)
+    }
+}

@@ -398,7 +398,21 @@ impl Jurisdiction {
     ) -> Result<TxOutcome> {
         let nonce = self.entity_nonce(entity).await?;
         let digest = encode::batch_digest(&self.domain, entity, nonce, &batch);
-        let sigs = encode::chain_signatures(board, &digest, &sign(&digest));
+        self.submit_signed_batch(entity, board, batch, &digest, &sign(&digest))
+            .await
+    }
+
+    /// Submits `batch` for `entity` with `quorum`, the board's signatures over `digest` (the
+    /// batch digest at the nonce it was signed for; the chain refuses it at any other).
+    pub async fn submit_signed_batch(
+        &self,
+        entity: &EntityId,
+        board: &Board,
+        batch: Depository::Batch,
+        digest: &Hash,
+        quorum: &QuorumSignature,
+    ) -> Result<TxOutcome> {
+        let sigs = encode::chain_signatures(board, digest, quorum);
         send(
             "processBatch",
             self.depository().processBatch(

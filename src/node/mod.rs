@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod netting;
 mod orders;
 pub mod settlement;
+mod signing;
 mod view;
 mod writer;
 
@@ -72,6 +73,14 @@ pub(crate) enum NodeInput {
         head: Option<u64>,
         error: Option<String>,
     },
+    /// From the chain worker: gather the board's signatures over `digest`, asking every
+    /// member with `ask` (a multi-signer entity's batch); the quorum goes to `reply`.
+    SignRound {
+        digest: xln_core::crypto::Hash,
+        ask: xln_core::entity::EntityMessage,
+        what: String,
+        reply: tokio::sync::oneshot::Sender<xln_core::board::QuorumSignature>,
+    },
 }
 
 /// The board of our entity: the configured one, or a single-signer board of our key.
@@ -108,7 +117,9 @@ pub fn entity_board(config: &Config, key: &SignerKey) -> anyhow::Result<Board> {
 pub fn recover(store: &Store, key: &SignerKey) -> anyhow::Result<(Runtime, u64, Vec<String>)> {
     let recovered = store.recover().context("reading the store")?;
     let mut warnings = recovered.warnings;
-    let mut runtime = Runtime::from_state([key.clone()], recovered.state);
+    // The digests members check before co-signing: the same on replay as when applied.
+    let mut runtime = Runtime::from_state([key.clone()], recovered.state)
+        .with_chain_digests(Arc::new(crate::chain::batch::AbiDigests));
     let mut seq = recovered.snapshot_seq;
     for logged in recovered.replay {
         runtime.apply(logged.input);

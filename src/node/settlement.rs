@@ -18,8 +18,13 @@
 //!   that would take more of our reserve than is left after our other pending settlements
 //!   waits (with the reason logged) until the reserve covers it.
 //!
-//! Only a single-signer entity can sign from one node: a board's quorum over the digest would
-//! need a signing round among its members that the node does not have yet.
+//! A multi-signer entity's acceptance needs its board's quorum over the digest: the proposer's
+//! node gathers it in a signing round (`node::signing`; each member signs only a settlement
+//! pending in its own replica's account, over the digest of its terms, and covered by its
+//! reserve), then the acceptance goes into a frame like a single signer's. Its own proposals
+//! go on chain in a batch its board signs the same way. A settlement of a multi-signer
+//! entity is not submitted again by `xln settle`: its board signs a committed request at one
+//! batch nonce only.
 
 use crate::chain::batch::{ChainOp, Settlement};
 use xln_core::account::{AccountTx, SettlementPlan, SettlementScope, SettlementTerms};
@@ -38,16 +43,8 @@ fn sign(key: &SignerKey, digest: &Hash) -> QuorumSignature {
     QuorumSignature(vec![key.sign(digest)])
 }
 
-fn single_signer(board: &Board) -> Result<(), String> {
-    if board.members().len() == 1 {
-        Ok(())
-    } else {
-        Err(
-            "cooperative settlement needs the board's quorum over the settlement digest, which \
-             a node of a multi-signer entity cannot gather yet; `dispute` settles without it"
-                .into(),
-        )
-    }
+fn single_signer(board: &Board) -> bool {
+    board.members().len() == 1
 }
 
 /// What `xln settle <peer>` does.
@@ -66,7 +63,6 @@ pub fn request(
     scope: SettlementScope,
     domain: &Hash,
 ) -> Result<SettleAction, String> {
-    single_signer(&state.board)?;
     let entry = state
         .accounts
         .get(peer)
@@ -75,6 +71,15 @@ pub fn request(
     if let Some(pending) = &account.state().settlement.pending {
         let nonce = pending.terms.nonce;
         if let Some(op) = resubmit(state, peer, domain) {
+            if !single_signer(&state.board) {
+                return Err(format!(
+                    "settlement {nonce} with {} is signed by the peer and went to the chain in \
+                     a batch our board signed; the board signs a committed request at one \
+                     batch nonce only, so it is not submitted again (if it did not land, \
+                     `dispute` settles without it)",
+                    peer.short()
+                ));
+            }
             return Ok(SettleAction::Resubmit {
                 op,
                 what: format!("settlement {nonce} with {} submitted again", peer.short()),
@@ -186,6 +191,9 @@ pub struct Acceptances {
     /// Settlements we do not sign for now, by peer and digest, and why: they would take more
     /// of our reserve than our other pending settlements leave.
     pub waiting: Vec<(EntityId, Hash, String)>,
+    /// For a multi-signer entity, instead of `txs`: the settlements (by peer and digest) our
+    /// board is to sign in a signing round.
+    pub to_cosign: Vec<(EntityId, Hash)>,
 }
 
 /// Our acceptances of the settlements our peers proposed, committed in our accounts, that we
@@ -197,9 +205,6 @@ pub fn acceptances(
     refused: &std::collections::BTreeSet<(EntityId, Hash)>,
 ) -> Acceptances {
     let mut out = Acceptances::default();
-    if single_signer(&state.board).is_err() {
-        return out;
-    }
     for (peer, entry) in &state.accounts {
         let account = &entry.account;
         let Some(pending) = &account.state().settlement.pending else {
@@ -228,6 +233,10 @@ pub fn acceptances(
             continue;
         }
         let digest = digest(domain, state.id, *peer, &pending.terms);
+        if !single_signer(&state.board) {
+            out.to_cosign.push((*peer, digest));
+            continue;
+        }
         out.txs.push(EntityTx::AcceptSettlement {
             peer: *peer,
             digest,

@@ -9,7 +9,7 @@ use super::chain_worker::ChainJob;
 use super::metrics::{Metrics, PaymentOutcome, gauge_value};
 use super::netting::{self, NettingBatch};
 use super::orders::{self, NEVER_EXPIRES_MS, Orders};
-use super::{NodeInput, settlement, view};
+use super::{NodeInput, settlement, signing, view};
 use crate::api::{
     BOOK_ORDERS_SHOWN, ChainStatus, ChainTxView, ForwardView, ForwardsView, FrameSummary, LogLevel,
     LogLine, NettingPlan, NettingView, NodeView, PendingRequest, Request, Response, RouteView,
@@ -27,15 +27,16 @@ use xln_core::board::{Board, EntityId, QuorumError, QuorumSignature};
 use xln_core::crypto::{Address, Hash, SignerKey};
 use xln_core::delta::TokenId;
 use xln_core::entity::{
-    ChainRequest, CycleStatus, EntityEvent, EntityState, EntityTx, KEPT_FINISHED_PAYMENTS,
-    NettingOrder, PaymentOrder, RouteHop, SwapOrder,
+    ChainRequest, CycleStatus, EntityEvent, EntityMessage, EntityState, EntityTx,
+    KEPT_FINISHED_PAYMENTS, NettingOrder, PaymentOrder, RouteHop, SwapOrder,
 };
 use xln_core::gossip::{Profile, ProfileAccount, ProfileError, ProfileStore, SignedProfile};
 use xln_core::netting::PositionShare;
 use xln_core::onion::Preimage;
 use xln_core::routing::{FeePolicy, Graph, find_routes};
 use xln_core::runtime::{
-    Command, Envelope, ReplicaId, Runtime, RuntimeError, RuntimeEvent, RuntimeInput, RuntimeOutput,
+    Command, Envelope, Payload, ReplicaId, Runtime, RuntimeError, RuntimeEvent, RuntimeInput,
+    RuntimeOutput,
 };
 
 /// Most items taken from the queue in one turn.
@@ -155,6 +156,13 @@ pub(super) struct Writer {
     peer_positions: BTreeMap<EntityId, PositionShare>,
     /// When we last shared ours, and what.
     positions_shared: (u64, Option<PositionShare>),
+    /// Our board's signing rounds (we are a multi-signer entity's proposer).
+    rounds: signing::Rounds,
+    /// Acceptances of peers' settlements whose quorum our board gathered, for the next frame.
+    signed_acceptances: Vec<EntityTx>,
+    /// Settlements (by peer and digest) whose acceptance with the board's quorum we submitted:
+    /// not signed again.
+    accepting: BTreeSet<(EntityId, Hash)>,
 }
 
 /// What one turn will do, gathered from the items of the batch.
@@ -167,6 +175,8 @@ struct Turn {
     /// transaction may be dropped.
     reads: Vec<PendingRequest>,
     submitted: Vec<Submitted>,
+    /// Messages to our own replica (a signing round asks it too).
+    own_messages: Vec<Envelope>,
 }
 
 struct Submitted {
@@ -228,6 +238,9 @@ impl Writer {
             dismissed_netting: BTreeMap::new(),
             peer_positions: BTreeMap::new(),
             positions_shared: (0, None),
+            rounds: signing::Rounds::default(),
+            signed_acceptances: Vec::new(),
+            accepting: BTreeSet::new(),
             view_published_at: std::time::Instant::now(),
             view_stale: true,
         }
@@ -364,15 +377,20 @@ impl Writer {
             self.take(item, now, &mut turn);
         }
         self.accept_settlements(&mut turn);
+        self.tend_rounds(now, &mut turn);
         let mut inputs: Vec<(RuntimeInput, Option<Address>)> = Vec::new();
         let due = self.tick_due(now);
-        if !turn.commands.is_empty() || !turn.chain_events.is_empty() || due {
+        if !turn.commands.is_empty()
+            || !turn.chain_events.is_empty()
+            || !turn.own_messages.is_empty()
+            || due
+        {
             inputs.push((
                 RuntimeInput {
                     timestamp: now,
                     commands: std::mem::take(&mut turn.commands),
                     chain_events: std::mem::take(&mut turn.chain_events),
-                    messages: Vec::new(),
+                    messages: std::mem::take(&mut turn.own_messages),
                 },
                 None,
             ));
@@ -407,6 +425,15 @@ impl Writer {
                 && let EntityTx::AcceptSettlement { peer, digest, .. } = **tx
             {
                 self.refused_settlements.insert((peer, digest));
+            }
+            if let RuntimeEvent::CoSigned {
+                digest,
+                signer,
+                signature,
+                ..
+            } = event
+            {
+                self.co_signed(*digest, *signer, *signature);
             }
         }
         // Our orders numbered in this turn, each answered once, in the order they were placed.
@@ -562,6 +589,12 @@ impl Writer {
                     Err(error) => self.log_line(LogLevel::Error, format!("{what}: {error}")),
                 }
             }
+            NodeInput::SignRound {
+                digest,
+                ask,
+                what,
+                reply,
+            } => self.start_round(digest, ask, what, signing::Done::Reply(reply), turn),
             NodeInput::ChainHead { head, error } => {
                 if let Some(head) = head {
                     self.chain_status.head = head;
@@ -693,7 +726,8 @@ impl Writer {
         }
     }
 
-    /// Our entity's chain requests, as one batch transaction.
+    /// Our entity's chain requests, as one batch transaction (signed by our board in a
+    /// signing round if it has several members).
     fn submit_chain_requests(&mut self, requests: Vec<ChainRequest>) {
         let what = format!("batch of {} operation(s)", requests.len());
         self.pending_chain.push(ChainTxView {
@@ -701,15 +735,24 @@ impl Writer {
             tx: None,
             confirmations: 0,
         });
-        let job = ChainJob::Batch {
-            entity: self.entity,
-            board: self.board.clone(),
-            ops: requests
-                .iter()
-                .map(crate::chain::batch::ChainOp::from)
-                .collect(),
-            what,
-            reply: None,
+        let job = if self.board.members().len() > 1 {
+            ChainJob::BoardBatch {
+                entity: self.entity,
+                board: self.board.clone(),
+                requests,
+                what,
+            }
+        } else {
+            ChainJob::Batch {
+                entity: self.entity,
+                board: self.board.clone(),
+                ops: requests
+                    .iter()
+                    .map(crate::chain::batch::ChainOp::from)
+                    .collect(),
+                what,
+                reply: None,
+            }
         };
         if self.chain_jobs.try_send(job).is_err() {
             self.log_line(
@@ -738,6 +781,123 @@ impl Writer {
             RuntimeEvent::Rejected(error) => {
                 self.log_line(LogLevel::Warn, format!("refused: {error}"))
             }
+            // Counted by the signing round, in `turn`.
+            RuntimeEvent::CoSigned { .. } => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ signing rounds
+
+    /// Starts (or restarts) our board's signing round for `digest` and asks the members.
+    fn start_round(
+        &mut self,
+        digest: Hash,
+        ask: EntityMessage,
+        what: String,
+        done: signing::Done,
+        turn: &mut Turn,
+    ) {
+        if !self.is_proposer() || self.board.members().len() < 2 {
+            self.warn(format!(
+                "{what}: only a multi-signer entity's proposer runs signing rounds"
+            ));
+            return;
+        }
+        self.log_line(
+            LogLevel::Info,
+            format!("{what}: asking the board to sign {}", digest.short()),
+        );
+        let members = self
+            .rounds
+            .start(&self.board, digest, ask.clone(), what, done, now_ms());
+        self.ask_members(ask, members, turn);
+    }
+
+    /// Sends `ask` to these members of our board: ours through our runtime (what it signs
+    /// is recorded in its state), the others over the network.
+    fn ask_members(&mut self, ask: EntityMessage, members: Vec<Address>, turn: &mut Turn) {
+        let me = ReplicaId {
+            entity: self.entity,
+            signer: self.key.address(),
+        };
+        for signer in members {
+            let envelope = Envelope {
+                from: me,
+                to: ReplicaId {
+                    entity: self.entity,
+                    signer,
+                },
+                payload: Payload::Entity(ask.clone()),
+            };
+            if signer == me.signer {
+                turn.own_messages.push(envelope);
+            } else {
+                self.net.send(signer, WireMessage::Envelope(envelope));
+            }
+        }
+    }
+
+    /// A member's signature (checked by our replica) for one of our rounds.
+    fn co_signed(&mut self, digest: Hash, signer: Address, signature: xln_core::crypto::Signature) {
+        let Some(finished) = self.rounds.signed(&self.board, digest, signer, signature) else {
+            return;
+        };
+        self.log_line(
+            LogLevel::Info,
+            format!(
+                "{}: the board signed ({} signatures)",
+                finished.what,
+                finished.quorum.0.len()
+            ),
+        );
+        match finished.done {
+            signing::Done::Reply(reply) => {
+                let _ = reply.send(finished.quorum);
+            }
+            signing::Done::Accept { peer } => {
+                self.accepting.insert((peer, finished.digest));
+                self.signed_acceptances.push(EntityTx::AcceptSettlement {
+                    peer,
+                    digest: finished.digest,
+                    signature: finished.quorum,
+                });
+            }
+        }
+    }
+
+    /// Asks again the members that have not signed; drops rounds nobody waits for, and
+    /// settlement rounds whose settlement is no longer waiting for our signature.
+    fn tend_rounds(&mut self, now: u64, turn: &mut Turn) {
+        let waiting: BTreeSet<EntityId> = self
+            .state()
+            .map(|state| {
+                state
+                    .accounts
+                    .iter()
+                    .filter(|(_, entry)| {
+                        let account = &entry.account;
+                        account
+                            .state()
+                            .settlement
+                            .pending
+                            .as_ref()
+                            .is_some_and(|p| {
+                                p.proposer != account.side() && p.acceptor_signature.is_none()
+                            })
+                    })
+                    .map(|(peer, _)| *peer)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let tended = self.rounds.tend(&self.board, now, |done| match done {
+            signing::Done::Accept { peer } => waiting.contains(peer),
+            signing::Done::Reply(_) => true,
+        });
+        for warning in tended.warnings {
+            self.warn(warning);
+        }
+        for (ask, members) in tended.ask {
+            self.ask_members(ask, members, turn);
         }
     }
 
@@ -1468,21 +1628,54 @@ impl Writer {
     }
 
     /// Signs the settlements our peers proposed (the core checked their terms; a refused one
-    /// is not offered again). Only the proposer's node submits transactions of the entity.
+    /// is not offered again). Only the proposer's node submits transactions of the entity. A
+    /// multi-signer board signs in a signing round; the acceptance goes into the frame after
+    /// it reached the threshold.
     fn accept_settlements(&mut self, turn: &mut Turn) {
         if !self.is_proposer() {
             return;
         }
+        let mut accepting = std::mem::take(&mut self.accepting);
         let Some(state) = self.state() else {
+            self.accepting = accepting;
             return;
         };
-        let settlement::Acceptances { txs, waiting } =
-            settlement::acceptances(state, &self.domain, &self.key, &self.refused_settlements);
+        // Acceptances submitted are done with once the settlement moved on.
+        accepting.retain(|(peer, digest)| {
+            state.accounts.get(peer).is_some_and(|entry| {
+                entry
+                    .account
+                    .state()
+                    .settlement
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.digest == *digest && p.acceptor_signature.is_none())
+            })
+        });
+        let skip: BTreeSet<(EntityId, Hash)> = self
+            .refused_settlements
+            .union(&accepting)
+            .copied()
+            .collect();
+        let settlement::Acceptances {
+            mut txs,
+            waiting,
+            to_cosign,
+        } = settlement::acceptances(state, &self.domain, &self.key, &skip);
+        self.accepting = accepting;
         for (peer, digest, reason) in waiting {
             if self.waiting_settlements.insert((peer, digest)) {
                 self.warn(reason);
             }
         }
+        for (peer, digest) in to_cosign {
+            if !self.rounds.running(&digest) {
+                let what = format!("acceptance of the settlement proposed by {}", peer.short());
+                let ask = EntityMessage::SignSettlement { peer, digest };
+                self.start_round(digest, ask, what, signing::Done::Accept { peer }, turn);
+            }
+        }
+        txs.append(&mut self.signed_acceptances);
         if !txs.is_empty() {
             turn.commands.push(Command::Submit {
                 entity: self.entity,
@@ -1938,6 +2131,7 @@ fn forged_signature(event: &RuntimeEvent) -> Option<String> {
                     ConsensusError::NoQuorum { .. }
                     | ConsensusError::NotFromProposer { .. }
                     | ConsensusError::WrongSignatureCount { .. }
+                    | ConsensusError::BadCoSignature { .. }
                     | ConsensusError::NotAMember,
                 ..
             },

@@ -28,8 +28,9 @@ const SCHEMA_KEY: &str = "schema_version";
 /// their signature field): only the acceptor signs, and the proposer submits. 6: a netting
 /// agreement names its proposal and the loop's hashlock. 7: the entity holds back a taker's swap
 /// resolve until its makers' legs committed (`EntityState::swap_legs`). 8: a swap resolve names
-/// the offer's terms.
-pub const SCHEMA_VERSION: u64 = 8;
+/// the offer's terms. 9: each replica of a board keeps the chain requests its committed frames
+/// made, and the batch nonce each was co-signed at.
+pub const SCHEMA_VERSION: u64 = 9;
 /// Snapshots kept: an older one to fall back on if the newest does not check out.
 const KEPT_SNAPSHOTS: usize = 2;
 

@@ -5,6 +5,10 @@
 //! account frames the entity frame produces. At quorum weight the proposer commits with the
 //! collected signatures; every member checks the quorum before applying. A member never
 //! precommits two different frames at one height. A one-signer entity commits at once.
+//!
+//! What the entity signs for the chain (a batch, a settlement acceptance) a board signs in a
+//! signing round: each member signs only what it recomputes from its own committed state (see
+//! `cosign`, and `node::signing` for the proposer's side).
 
 use super::state::{EntityEvent, EntityState, EntityTx, EntityTxError, Outcome};
 use crate::account::AccountMessage;
@@ -13,6 +17,10 @@ use crate::codec::{Packed, hash_of, tag};
 use crate::crypto::{Address, Hash, Signature, SignerKey};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
+
+mod cosign;
+use cosign::KeptChainRequest;
+pub use cosign::{ChainDigests, KEPT_CHAIN_REQUESTS};
 
 /// Most transactions one entity frame may carry.
 pub const MAX_ENTITY_FRAME_TXS: usize = 10_000;
@@ -94,6 +102,19 @@ pub enum EntityMessage {
         commits: Vec<CommittedFrame>,
         committed_height: u64,
     },
+    /// From the proposer: sign `digest`, the Depository's batch digest of `requests` at our
+    /// entity's batch `nonce`. A member signs only requests its own committed frames produced,
+    /// each at one nonce (see `cosign`).
+    SignBatch {
+        nonce: u64,
+        requests: Vec<super::state::ChainRequest>,
+        digest: Hash,
+    },
+    /// From the proposer: sign `digest`, the settlement digest of the settlement `peer`
+    /// proposed, pending in our account with it (to accept it).
+    SignSettlement { peer: EntityId, digest: Hash },
+    /// A member's signature over `digest`, for the proposer's signing round.
+    Signed { digest: Hash, signature: Signature },
 }
 
 /// Why a consensus message was refused. The replica is unchanged.
@@ -141,6 +162,28 @@ pub enum ConsensusError {
     TooFarBehind { height: u64, oldest_kept: u64 },
     #[error("sync reply: frame {height} does not follow the frame before it")]
     SyncGap { height: u64 },
+    #[error("only the proposer asks for signatures")]
+    SignNotFromProposer,
+    #[error("this replica has no chain digests: it cannot check what it is asked to sign")]
+    NoChainDigests,
+    #[error("a batch to sign must hold 1 to {KEPT_CHAIN_REQUESTS} requests, not {count}")]
+    BadBatchSize { count: usize },
+    #[error("digest {digest} is not the digest of what it is said to stand for: not signed")]
+    DigestMismatch { digest: Hash },
+    #[error(
+        "batch at nonce {nonce}: request {index} is not one our committed frames produced (or it \
+         was signed at another nonce): not signed"
+    )]
+    NotCommitted { nonce: u64, index: usize },
+    #[error("no settlement proposed by {peer} waits for our signature")]
+    NoSettlementToSign { peer: EntityId },
+    #[error("settlement with {peer} not signed: {error}")]
+    SettlementNotCovered {
+        peer: EntityId,
+        error: Box<EntityTxError>,
+    },
+    #[error("a signature over {digest} not from the member that sent it")]
+    BadCoSignature { digest: Hash },
 }
 
 /// What a replica asks the runtime to do.
@@ -176,6 +219,12 @@ pub enum ReplicaOutput {
     },
     /// An operation for the jurisdiction (from the proposer only, once the frame commits).
     Chain(super::state::ChainRequest),
+    /// A member's valid signature over `digest`, for the proposer's signing round.
+    CoSigned {
+        digest: Hash,
+        signer: Address,
+        signature: Signature,
+    },
 }
 
 /// The proposer's frame waiting for precommits.
@@ -228,6 +277,9 @@ pub struct EntityReplica {
     /// one-member board: nobody would ask).
     kept_commits: VecDeque<KeptCommit>,
     sync_requested: Option<SyncRequested>,
+    /// The chain requests of our last committed frames, for co-signing their batches (none
+    /// for a one-member board), oldest first, at most [`KEPT_CHAIN_REQUESTS`].
+    chain_requests: VecDeque<KeptChainRequest>,
     /// ECDH secrets of the onion sessions that reached us (the proposer opens the layers).
     #[serde(skip)]
     onion_cache: crate::onion::OnionCache,
@@ -243,6 +295,7 @@ impl EntityReplica {
             locked: None,
             kept_commits: VecDeque::new(),
             sync_requested: None,
+            chain_requests: VecDeque::new(),
             onion_cache: crate::onion::OnionCache::default(),
         }
     }
@@ -273,6 +326,7 @@ impl EntityReplica {
             locked,
             kept_commits,
             sync_requested,
+            chain_requests,
             onion_cache: _,
         } = self;
         let in_flight = in_flight.as_ref().map(|in_flight| {
@@ -303,7 +357,7 @@ impl EntityReplica {
             .map(|kept| (&kept.frame_hash, &kept.commit.certificate))
             .collect();
         hash_of(&(
-            "xln.entity.replica.v2",
+            "xln.entity.replica.v3",
             signer,
             state_hash(state),
             mempool,
@@ -311,6 +365,7 @@ impl EntityReplica {
             locked,
             kept_commits,
             sync_requested,
+            chain_requests,
         ))
     }
     pub fn state(&self) -> &EntityState {
@@ -341,13 +396,27 @@ impl EntityReplica {
     }
 
     /// Handles a message from the replica of signer `from` (authenticated by the transport;
-    /// the consensus messages also carry signatures). `now` is the runtime's time.
+    /// the consensus messages also carry signatures). `now` is the runtime's time. Requests to
+    /// co-sign are refused: see [`EntityReplica::handle_with`].
     pub fn handle(
         &mut self,
         from: Address,
         message: EntityMessage,
         key: &SignerKey,
         now: u64,
+    ) -> Result<Vec<ReplicaOutput>, ConsensusError> {
+        self.handle_with(from, message, key, now, None)
+    }
+
+    /// [`EntityReplica::handle`], with the chain's digests to check requests to co-sign
+    /// against (see `cosign`).
+    pub fn handle_with(
+        &mut self,
+        from: Address,
+        message: EntityMessage,
+        key: &SignerKey,
+        now: u64,
+        digests: Option<&dyn ChainDigests>,
     ) -> Result<Vec<ReplicaOutput>, ConsensusError> {
         match message {
             EntityMessage::Forward { txs } => {
@@ -376,6 +445,15 @@ impl EntityReplica {
                 commits,
                 committed_height,
             } => self.on_sync_reply(from, commits, committed_height, now),
+            EntityMessage::SignBatch {
+                nonce,
+                requests,
+                digest,
+            } => self.on_sign_batch(from, nonce, &requests, digest, key, digests),
+            EntityMessage::SignSettlement { peer, digest } => {
+                self.on_sign_settlement(from, peer, digest, key, digests)
+            }
+            EntityMessage::Signed { digest, signature } => self.on_signed(from, digest, signature),
         }
     }
 
@@ -720,6 +798,13 @@ impl EntityReplica {
                 sender_board: sender_board.clone(),
             });
         }
+        let chain_events: Vec<EntityEvent> = in_flight
+            .outcome
+            .events
+            .iter()
+            .filter(|e| matches!(e, EntityEvent::ChainRequested(_)))
+            .cloned()
+            .collect();
         outputs.extend(
             in_flight
                 .outcome
@@ -739,6 +824,7 @@ impl EntityReplica {
             frame_hash: in_flight.hash,
         });
         self.state = in_flight.state;
+        self.keep_chain_requests(in_flight.frame.height, &chain_events);
         self.keep_commit(in_flight.hash, in_flight.frame, certificate);
         outputs
     }
@@ -786,6 +872,7 @@ impl EntityReplica {
             }
         };
         self.state = state;
+        self.keep_chain_requests(height, &events);
         self.keep_commit(hash, frame.clone(), certificate.clone());
         let mut outputs: Vec<ReplicaOutput> =
             events.into_iter().map(ReplicaOutput::Event).collect();

@@ -2,7 +2,7 @@
 //! outputs it must give, and the state every replica must be in afterwards.
 
 use super::*;
-use crate::board::{Board, BoardMember, QuorumSignature};
+use crate::board::{Board, BoardMember, EntityId, QuorumSignature};
 use crate::crypto::{Hash, Signature, SignerKey, keccak256};
 
 /// The replicas of one entity, member 0 the proposer.
@@ -648,4 +648,235 @@ fn side_ids_are_even_for_left_odd_for_right_and_never_wrap() {
     assert_eq!(allocate_side_id(&mut counter, &right, &left), None);
     assert_eq!(allocate_side_id(&mut counter, &left, &right), None);
     assert_eq!(counter, u64::MAX / 2 + 1);
+}
+
+/// Commits `txs` through the whole cluster: the proposer proposes, every member precommits,
+/// the proposer commits and every member applies the commit.
+fn commit_everywhere(cluster: &mut Cluster, txs: Vec<EntityTx>) -> u64 {
+    let outputs = cluster.propose(txs);
+    let mut commits = messages_for(cluster, &outputs)
+        .into_iter()
+        .filter(|(_, m)| matches!(m, EntityMessage::Commit { .. }))
+        .collect::<Vec<_>>();
+    for (member, propose) in messages_for(cluster, &outputs) {
+        if !matches!(propose, EntityMessage::Propose { .. }) {
+            continue;
+        }
+        let out = cluster.deliver(member, 0, propose).unwrap();
+        for (_, precommit) in messages_for(cluster, &out) {
+            if let Ok(out) = cluster.deliver(0, member, precommit) {
+                commits.extend(messages_for(cluster, &out));
+            }
+        }
+    }
+    for (member, commit) in commits {
+        cluster.deliver(member, 0, commit).unwrap();
+    }
+    let height = cluster.replicas[0].state().height;
+    assert!(cluster.heights().iter().all(|h| *h == height));
+    height
+}
+
+/// Test digests: not the Depository's ABI encoding, but a function of the same inputs.
+struct TestDigests;
+
+impl ChainDigests for TestDigests {
+    fn batch(&self, domain: &Hash, entity: &EntityId, nonce: u64, r: &[ChainRequest]) -> Hash {
+        crate::codec::hash_of(&("batch", domain, entity, nonce, r))
+    }
+    fn settlement(
+        &self,
+        domain: &Hash,
+        a: &EntityId,
+        b: &EntityId,
+        terms: &crate::account::SettlementTerms,
+    ) -> Hash {
+        let (a, b) = if a.0 < b.0 { (a, b) } else { (b, a) };
+        crate::codec::hash_of(&("settlement", domain, a, b, terms))
+    }
+}
+
+#[test]
+fn members_co_sign_only_batches_of_requests_they_committed_each_at_one_nonce() {
+    let mut cluster = Cluster::new(&[1, 1, 1], 2);
+    let withdraw = |amount: u128| ChainRequest::Withdraw {
+        token: 1,
+        amount,
+        to: crate::crypto::Address([9; 20]),
+    };
+    commit_everywhere(
+        &mut cluster,
+        vec![EntityTx::ChainReserve {
+            token: 1,
+            amount: 100,
+        }],
+    );
+    let height = commit_everywhere(&mut cluster, vec![EntityTx::Chain(withdraw(10))]);
+    for replica in &cluster.replicas {
+        let kept: Vec<_> = replica.kept_chain_requests().collect();
+        assert_eq!(kept, vec![(height, &withdraw(10), None)]);
+    }
+    let entity = cluster.replicas[0].state().id;
+    let digest = |nonce: u64, requests: &[ChainRequest]| {
+        TestDigests.batch(&Hash::ZERO, &entity, nonce, requests)
+    };
+    let sign = |nonce: u64, requests: Vec<ChainRequest>, digest: Hash| EntityMessage::SignBatch {
+        nonce,
+        requests,
+        digest,
+    };
+    let ask = |cluster: &mut Cluster, to: usize, from: usize, message: EntityMessage| {
+        let from = cluster.keys[from].address();
+        cluster.replicas[to].handle_with(
+            from,
+            message,
+            &cluster.keys[to],
+            cluster.now,
+            Some(&TestDigests),
+        )
+    };
+    let refused =
+        |cluster: &mut Cluster, to: usize, from: usize, message: EntityMessage| -> ConsensusError {
+            let before = cluster.replicas[to].clone();
+            let error = ask(cluster, to, from, message).unwrap_err();
+            assert_eq!(cluster.replicas[to], before, "a refusal changes nothing");
+            error
+        };
+
+    // What the replica did not commit, a digest of something else, an asker that is not the
+    // proposer, a replica without digests: all refused.
+    let other = vec![withdraw(11)];
+    let error = refused(
+        &mut cluster,
+        1,
+        0,
+        sign(0, other.clone(), digest(0, &other)),
+    );
+    assert!(
+        matches!(error, ConsensusError::NotCommitted { nonce: 0, index: 0 }),
+        "{error:?}"
+    );
+    let ours = vec![withdraw(10)];
+    for wrong in [digest(1, &ours), digest(0, &other), keccak256(b"anything")] {
+        let error = refused(&mut cluster, 1, 0, sign(0, ours.clone(), wrong));
+        assert!(
+            matches!(error, ConsensusError::DigestMismatch { .. }),
+            "{error:?}"
+        );
+    }
+    let twice = vec![withdraw(10), withdraw(10)];
+    let error = refused(
+        &mut cluster,
+        1,
+        0,
+        sign(0, twice.clone(), digest(0, &twice)),
+    );
+    assert!(
+        matches!(error, ConsensusError::NotCommitted { index: 1, .. }),
+        "{error:?}"
+    );
+    let error = refused(&mut cluster, 1, 2, sign(0, ours.clone(), digest(0, &ours)));
+    assert_eq!(error, ConsensusError::SignNotFromProposer);
+    let before = cluster.replicas[1].clone();
+    let message = sign(0, ours.clone(), digest(0, &ours));
+    let from = cluster.keys[0].address();
+    let error = cluster.replicas[1]
+        .handle(from, message, &cluster.keys[1], cluster.now)
+        .unwrap_err();
+    assert_eq!(error, ConsensusError::NoChainDigests);
+    assert_eq!(cluster.replicas[1], before);
+
+    // What it committed, at the digest of those requests: signed, and the signature counts
+    // for the proposer's round.
+    let d0 = digest(0, &ours);
+    let out = ask(&mut cluster, 1, 0, sign(0, ours.clone(), d0)).unwrap();
+    let [
+        (
+            0,
+            EntityMessage::Signed {
+                digest: signed,
+                signature,
+            },
+        ),
+    ] = messages_for(&cluster, &out)[..]
+    else {
+        panic!("{out:?}");
+    };
+    assert_eq!(signed, d0);
+    let out = ask(
+        &mut cluster,
+        0,
+        1,
+        EntityMessage::Signed {
+            digest: d0,
+            signature,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        vec![ReplicaOutput::CoSigned {
+            digest: d0,
+            signer: cluster.keys[1].address(),
+            signature
+        }]
+    );
+    // A signature that is not the sender's, or not over the digest: refused.
+    let error = refused(
+        &mut cluster,
+        0,
+        2,
+        EntityMessage::Signed {
+            digest: d0,
+            signature,
+        },
+    );
+    assert!(
+        matches!(error, ConsensusError::BadCoSignature { .. }),
+        "{error:?}"
+    );
+    let other_digest = keccak256(b"other");
+    let error = refused(
+        &mut cluster,
+        0,
+        1,
+        EntityMessage::Signed {
+            digest: other_digest,
+            signature,
+        },
+    );
+    assert!(
+        matches!(error, ConsensusError::BadCoSignature { .. }),
+        "{error:?}"
+    );
+    let own = cluster.keys[0].sign(&d0);
+    let board = cluster.replicas[0].state().board.clone();
+    board
+        .verify_quorum(&d0, &QuorumSignature(vec![own, signature]))
+        .unwrap();
+
+    // Asked again at the same nonce (a retry), it signs again; at another nonce, never: the
+    // chain could then apply the request twice.
+    assert!(ask(&mut cluster, 1, 0, sign(0, ours.clone(), d0)).is_ok());
+    let error = refused(&mut cluster, 1, 0, sign(1, ours.clone(), digest(1, &ours)));
+    assert!(
+        matches!(error, ConsensusError::NotCommitted { nonce: 1, .. }),
+        "{error:?}"
+    );
+
+    // The same request committed again is a request of its own: it can go at the next nonce,
+    // and the first one still only at its own.
+    commit_everywhere(&mut cluster, vec![EntityTx::Chain(withdraw(10))]);
+    assert!(ask(&mut cluster, 1, 0, sign(1, ours.clone(), digest(1, &ours))).is_ok());
+    let error = refused(&mut cluster, 1, 0, sign(2, ours.clone(), digest(2, &ours)));
+    assert!(
+        matches!(error, ConsensusError::NotCommitted { .. }),
+        "{error:?}"
+    );
+    assert!(ask(&mut cluster, 1, 0, sign(0, ours.clone(), d0)).is_ok());
+    let nonces: Vec<Option<u64>> = cluster.replicas[1]
+        .kept_chain_requests()
+        .map(|(_, _, nonce)| nonce)
+        .collect();
+    assert_eq!(nonces, vec![Some(0), Some(1)]);
 }

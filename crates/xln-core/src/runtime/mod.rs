@@ -11,11 +11,12 @@ use crate::codec::hash_of;
 use crate::crypto::{Address, Hash, SignerKey};
 use crate::delta::TokenId;
 use crate::entity::{
-    ChainRequest, ConsensusError, EntityEvent, EntityMessage, EntityReplica, EntityState, EntityTx,
-    EntityTxError, ReplicaOutput, SignedNettingMessage,
+    ChainDigests, ChainRequest, ConsensusError, EntityEvent, EntityMessage, EntityReplica,
+    EntityState, EntityTx, EntityTxError, ReplicaOutput, SignedNettingMessage,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 #[cfg(test)]
 mod netting_tests;
@@ -170,6 +171,14 @@ pub enum RuntimeEvent {
         error: EntityTxError,
     },
     Rejected(RuntimeError),
+    /// A board member's valid signature over `digest`, for the signing round of the proposer
+    /// `replica` (see `entity::consensus::cosign`).
+    CoSigned {
+        replica: ReplicaId,
+        digest: Hash,
+        signer: Address,
+        signature: crate::crypto::Signature,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -217,6 +226,9 @@ impl RuntimeState {
 pub struct Runtime {
     keys: BTreeMap<Address, SignerKey>,
     state: RuntimeState,
+    /// The chain's digests, to check what members are asked to co-sign; without them a
+    /// replica co-signs nothing. Like the keys, not part of the state.
+    digests: Option<Arc<dyn ChainDigests>>,
 }
 
 impl Runtime {
@@ -229,7 +241,15 @@ impl Runtime {
         Self {
             keys: keys.into_iter().map(|k| (k.address(), k)).collect(),
             state,
+            digests: None,
         }
+    }
+
+    /// Lets the replicas co-sign the chain digests they can check with `digests` (the same
+    /// on every replay: give them before applying any input).
+    pub fn with_chain_digests(mut self, digests: Arc<dyn ChainDigests>) -> Self {
+        self.digests = Some(digests);
+        self
     }
 
     pub fn state(&self) -> &RuntimeState {
@@ -406,7 +426,8 @@ impl Runtime {
         };
         let outputs = match envelope.payload {
             Payload::Entity(message) => {
-                match replica.handle(envelope.from.signer, message, key, now) {
+                let digests = self.digests.as_deref();
+                match replica.handle_with(envelope.from.signer, message, key, now, digests) {
                     Ok(outputs) => outputs,
                     Err(error) => {
                         // A frame ahead of ours: we missed commits, ask the sender for them.
@@ -522,6 +543,19 @@ impl Runtime {
                 }
                 ReplicaOutput::Chain(request) => {
                     run.out.chain.push((from.entity, request));
+                    continue;
+                }
+                ReplicaOutput::CoSigned {
+                    digest,
+                    signer,
+                    signature,
+                } => {
+                    run.out.events.push(RuntimeEvent::CoSigned {
+                        replica: from,
+                        digest,
+                        signer,
+                        signature,
+                    });
                     continue;
                 }
                 ReplicaOutput::Committed { height, frame_hash } => {

@@ -200,3 +200,106 @@ fn a_reserve_counts_once_across_pending_settlements() {
     assert_eq!(net.settles(B), vec![hub]);
     assert_eq!(net.entity(HUB).settlement_promises(None)[&TOKEN], 200);
 }
+
+/// The harness's settlement digest (see `Network::propose`), from the acceptor's side.
+struct ProposerFirst;
+
+impl crate::entity::ChainDigests for ProposerFirst {
+    fn batch(&self, _: &Hash, entity: &EntityId, nonce: u64, requests: &[ChainRequest]) -> Hash {
+        hash_of(&(entity, nonce, requests))
+    }
+    fn settlement(
+        &self,
+        _: &Hash,
+        us: &EntityId,
+        proposer: &EntityId,
+        terms: &crate::account::SettlementTerms,
+    ) -> Hash {
+        hash_of(&(proposer, us, terms))
+    }
+}
+
+#[test]
+fn a_board_co_signs_only_the_settlement_pending_in_its_account() {
+    let mut net = hub_owing_two();
+    let (a, b) = (net.nodes[A].id, net.nodes[B].id);
+    let runtime = std::mem::replace(&mut net.runtimes[HUB], Runtime::new([]));
+    net.runtimes[HUB] = runtime.with_chain_digests(std::sync::Arc::new(ProposerFirst));
+    let digest_a = net.propose(A, HUB);
+    let hub = ReplicaId {
+        entity: net.nodes[HUB].id,
+        signer: net.nodes[HUB].key.address(),
+    };
+    // The hub's proposer asks its own replica, as its node does in a signing round.
+    let ask = |net: &mut Network, peer: EntityId, digest: Hash| {
+        let before = net.runtimes[HUB].state().clone();
+        let out = net.runtimes[HUB].apply(RuntimeInput {
+            timestamp: net.now,
+            messages: vec![Envelope {
+                from: hub,
+                to: hub,
+                payload: Payload::Entity(EntityMessage::SignSettlement { peer, digest }),
+            }],
+            ..RuntimeInput::default()
+        });
+        let signed = out.events.iter().find_map(|e| match e {
+            RuntimeEvent::CoSigned {
+                digest: d,
+                signature,
+                ..
+            } if *d == digest => Some(*signature),
+            _ => None,
+        });
+        let refused = out.events.iter().find_map(|e| match e {
+            RuntimeEvent::Rejected(RuntimeError::Consensus { error, .. }) => Some(error.clone()),
+            _ => None,
+        });
+        if refused.is_some() {
+            assert_eq!(
+                *net.runtimes[HUB].state(),
+                before,
+                "a refusal changes nothing"
+            );
+        }
+        (signed, refused)
+    };
+
+    // Not the digest of the pending terms; no settlement pending with B: refused.
+    let (signed, refused) = ask(&mut net, a, hash_of(&"other terms"));
+    assert!(signed.is_none());
+    assert!(
+        matches!(refused, Some(ConsensusError::DigestMismatch { .. })),
+        "{refused:?}"
+    );
+    let (signed, refused) = ask(&mut net, b, digest_a);
+    assert!(signed.is_none());
+    assert_eq!(
+        refused,
+        Some(ConsensusError::NoSettlementToSign { peer: b })
+    );
+
+    // The pending one, over the digest of its terms: signed by the member's key.
+    let (signed, refused) = ask(&mut net, a, digest_a);
+    assert_eq!(refused, None);
+    let board = net.entity(HUB).board.clone();
+    board
+        .verify_quorum(&digest_a, &QuorumSignature(vec![signed.unwrap()]))
+        .unwrap();
+
+    // B's proposal would take what A's settlement already promised of the hub's reserve, once
+    // A's is accepted: not signed.
+    net.accept(HUB, A, digest_a);
+    let digest_b = net.propose(B, HUB);
+    let (signed, refused) = ask(&mut net, b, digest_b);
+    assert!(signed.is_none());
+    assert!(
+        matches!(refused, Some(ConsensusError::SettlementNotCovered { .. })),
+        "{refused:?}"
+    );
+    // A's, accepted already, is not signed again.
+    let (_, refused) = ask(&mut net, a, digest_a);
+    assert_eq!(
+        refused,
+        Some(ConsensusError::NoSettlementToSign { peer: a })
+    );
+}
