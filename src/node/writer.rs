@@ -124,6 +124,9 @@ pub(super) struct Writer {
     profiles: ProfileStore,
     frames: BTreeMap<EntityId, Vec<FrameSummary>>,
     started: BTreeMap<Hash, (u64, usize)>,
+    /// `started` is pruned when it grows past this: twice its size after the last pruning, so
+    /// that pruning (a pass over all of it) costs O(1) per payment, amortized.
+    started_prune_at: usize,
     forwards: ForwardsView,
     /// Our swap orders as their events came.
     orders: Orders,
@@ -221,6 +224,7 @@ impl Writer {
             profiles: ProfileStore::new(),
             frames: BTreeMap::new(),
             started: BTreeMap::new(),
+            started_prune_at: 2 * KEPT_FINISHED_PAYMENTS,
             forwards: ForwardsView::default(),
             orders,
             log: VecDeque::new(),
@@ -1094,7 +1098,7 @@ impl Writer {
     /// all day does not grow; a payment still waiting for its commit is young and stays.
     fn forget_old_starts(&mut self, now: u64) {
         const YOUNG_MS: u64 = 60_000;
-        if self.started.len() <= 2 * KEPT_FINISHED_PAYMENTS {
+        if self.started.len() <= self.started_prune_at {
             return;
         }
         let replica = ReplicaId {
@@ -1107,6 +1111,7 @@ impl Writer {
         self.started.retain(|hashlock, (at, _)| {
             state.payments.contains_key(hashlock) || now.saturating_sub(*at) < YOUNG_MS
         });
+        self.started_prune_at = (2 * self.started.len()).max(2 * KEPT_FINISHED_PAYMENTS);
     }
 
     /// Our cancels that committed, and our orders or cancels the account refused when our
