@@ -179,23 +179,31 @@ pub fn payments(
 ) -> Vec<PaymentView> {
     let mut out: Vec<PaymentView> = state
         .payments
-        .iter()
-        .map(|(hashlock, payment)| {
-            let (started_at, hops) = started.get(hashlock).copied().unwrap_or((0, 0));
-            PaymentView {
-                hashlock: *hashlock,
-                receiver: payment.receiver,
-                token: payment.token,
-                amount: payment.amount,
-                sent: payment.sent,
-                hops,
-                status: payment_status(&payment.status),
-                started_at,
-            }
-        })
+        .keys()
+        .filter_map(|hashlock| payment(state, started, hashlock))
         .collect();
     out.sort_by_key(|p| std::cmp::Reverse(p.started_at));
     out
+}
+
+/// One of our payments, if the state still keeps it.
+pub fn payment(
+    state: &EntityState,
+    started: &BTreeMap<xln_core::crypto::Hash, (u64, usize)>,
+    hashlock: &xln_core::crypto::Hash,
+) -> Option<PaymentView> {
+    let payment = state.payments.get(hashlock)?;
+    let (started_at, hops) = started.get(hashlock).copied().unwrap_or((0, 0));
+    Some(PaymentView {
+        hashlock: *hashlock,
+        receiver: payment.receiver,
+        token: payment.token,
+        amount: payment.amount,
+        sent: payment.sent,
+        hops,
+        status: payment_status(&payment.status),
+        started_at,
+    })
 }
 
 pub fn payment_status(status: &PaymentStatus) -> String {

@@ -1885,10 +1885,7 @@ impl Writer {
     fn payment_response(&self, hashlock: Hash) -> Response {
         let found = self
             .state()
-            .map(|s| view::payments(s, &self.started))
-            .unwrap_or_default()
-            .into_iter()
-            .find(|p| p.hashlock == hashlock);
+            .and_then(|s| view::payment(s, &self.started, &hashlock));
         match found {
             Some(payment) => Response::Payment(payment),
             None => Response::Error {
