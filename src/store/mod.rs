@@ -29,8 +29,9 @@ const SCHEMA_KEY: &str = "schema_version";
 /// agreement names its proposal and the loop's hashlock. 7: the entity holds back a taker's swap
 /// resolve until its makers' legs committed (`EntityState::swap_legs`). 8: a swap resolve names
 /// the offer's terms. 9: each replica of a board keeps the chain requests its committed frames
-/// made, and the batch nonce each was co-signed at.
-pub const SCHEMA_VERSION: u64 = 9;
+/// made, and the batch nonce each was co-signed at. 10: the entity state hash commits to its
+/// payments by a Merkle root.
+pub const SCHEMA_VERSION: u64 = 10;
 /// Snapshots kept: an older one to fall back on if the newest does not check out.
 const KEPT_SNAPSHOTS: usize = 2;
 

@@ -54,6 +54,13 @@ pub fn ends_chunk_at(n: u64) -> bool {
     n.is_multiple_of(CHUNK)
 }
 
+impl ChunkKey for crate::crypto::Hash {
+    /// Hashes (hashlocks) vary evenly in every byte.
+    fn ends_chunk(&self) -> bool {
+        ends_chunk_at(u64::from(self.0[31]))
+    }
+}
+
 impl ChunkKey for EntityId {
     /// Lazy entity ids are hashes, registered ones count up: the last byte varies evenly in both.
     fn ends_chunk(&self) -> bool {

@@ -394,7 +394,7 @@ pub struct EntityState {
     /// Numbers our HTLC locks (see `htlc::allocate_side_id`).
     pub next_lock_id: u64,
     /// Payments we sent, by hashlock: those in flight and the last finished ones.
-    pub payments: BTreeMap<Hash, Payment>,
+    pub payments: MerkleMap<Hash, Payment>,
     /// Finished payments in the order they finished, to forget the oldest.
     pub finished_payments: VecDeque<Hash>,
     /// Why each of our locks in flight exists, by (peer, lock id).
@@ -437,7 +437,7 @@ impl EntityState {
             reserves: BTreeMap::new(),
             peer_reserves: BTreeMap::new(),
             next_lock_id: 0,
-            payments: BTreeMap::new(),
+            payments: MerkleMap::new(),
             finished_payments: VecDeque::new(),
             origins: BTreeMap::new(),
             awaiting: BTreeMap::new(),
@@ -458,18 +458,19 @@ impl EntityState {
     /// Those roots are cached and recomputed for what changed only, so a frame that touches a
     /// few accounts of a hub with 100,000 costs a few account encodings, not the whole state.
     pub fn hash(&self) -> Hash {
-        self.commitment(self.accounts.root(), self.book.hash())
+        self.commitment(self.accounts.root(), self.payments.root(), self.book.hash())
     }
 
     /// [`EntityState::hash`] computed reading no cache: it must be equal, whatever happened.
     pub fn hash_from_scratch(&self) -> Hash {
         self.commitment(
             self.accounts.root_from_scratch(),
+            self.payments.root_from_scratch(),
             self.book.hash_from_scratch(),
         )
     }
 
-    fn commitment(&self, accounts_root: Hash, book_hash: Hash) -> Hash {
+    fn commitment(&self, accounts_root: Hash, payments_root: Hash, book_hash: Hash) -> Hash {
         // Every field by name: a new field does not compile until it is committed to here.
         let EntityState {
             id,
@@ -484,7 +485,7 @@ impl EntityState {
             reserves,
             peer_reserves,
             next_lock_id,
-            payments,
+            payments: _,
             finished_payments,
             origins,
             awaiting,
@@ -512,7 +513,7 @@ impl EntityState {
             reserves: &'a BTreeMap<TokenId, u128>,
             peer_reserves: &'a BTreeMap<(EntityId, TokenId), u128>,
             next_lock_id: u64,
-            payments: &'a BTreeMap<Hash, Payment>,
+            payments_root: Hash,
             finished_payments: &'a VecDeque<Hash>,
             origins: &'a BTreeMap<(EntityId, u64), Origin>,
             awaiting: &'a BTreeMap<(EntityId, u64), Vec<u8>>,
@@ -525,7 +526,7 @@ impl EntityState {
             netting_rounds: &'a BTreeMap<TokenId, NettingExecution>,
         }
         hash_of(&Committed {
-            tag: "xln.entity.state.v4",
+            tag: "xln.entity.state.v5",
             id,
             board,
             domain,
@@ -538,7 +539,7 @@ impl EntityState {
             reserves,
             peer_reserves,
             next_lock_id: *next_lock_id,
-            payments,
+            payments_root,
             finished_payments,
             origins,
             awaiting,
