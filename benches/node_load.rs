@@ -11,7 +11,7 @@
 //!
 //! `cargo bench --bench node_load` runs the load test (100 wallets, 10 minutes, as fast as
 //! the wallets go). The soak is the same at a moderate rate for an hour:
-//! `XLN_LOAD_SECS=3600 XLN_LOAD_RATE=100 cargo bench --bench node_load`.
+//! `XLN_LOAD_WALLETS=20 XLN_LOAD_SECS=3600 XLN_LOAD_RATE=50 XLN_LOAD_SAMPLE_SECS=60 cargo bench --bench node_load`.
 //! Knobs: XLN_LOAD_WALLETS, XLN_LOAD_SECS, XLN_LOAD_RATE (payments/s in all, 0 = no cap),
 //! XLN_LOAD_SAMPLE_SECS.
 

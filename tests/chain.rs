@@ -1303,7 +1303,7 @@ fn assert_core_events(range: &ConfirmedRange) {
     }
 }
 
-/// Two runtimes (one entity each) and a perfect link between them.
+/// `N` runtimes (one entity each) and a perfect network between them.
 struct Runtimes<const N: usize> {
     runtimes: [xln_core::runtime::Runtime; N],
     ids: [EntityId; N],

@@ -18,8 +18,8 @@
 //!   payment). Finding one needs accounts we are not on, so nodes share their positions
 //!   ([`share`]: each account with a hub, or with an entity that has accounts at several hubs,
 //!   that has a debt beyond collateral) with the hubs they have accounts with. A share is
-//!   evidence only: every position is checked here, and the proposal over them again by every
-//!   participant's core before it agrees.
+//!   evidence only: every position is verified when it comes ([`check_share`]), the set again
+//!   when a proposal is made, and the proposal by every participant's core before it agrees.
 
 use super::settlement;
 use crate::api::{NettingAccount, NettingPlan};
@@ -183,10 +183,9 @@ pub fn cycles_through_us(
         .values()
         .flat_map(|share| share.positions.iter().cloned());
     let mut newest: BTreeMap<(EntityId, EntityId), SignedPosition> = BTreeMap::new();
+    // Shared positions were verified when they came (`check_share`); `PositionSet::verify`
+    // checks the ones kept here once more.
     for position in ours.chain(shared).filter(has_debt) {
-        if position.verify(state.domain, &boards).is_err() {
-            continue;
-        }
         let account = (position.key.left, position.key.right);
         let newer = newest
             .get(&account)
@@ -266,7 +265,8 @@ pub fn share(state: &EntityState, profiles: &ProfileStore) -> Option<PositionSha
 }
 
 /// Checks a share that signer `from` sent before it is kept: from an entity we have an account
-/// with, sent by a member of its board, within the size bound, every position its own.
+/// with, sent by a member of its board, within the size bound, every position its own and
+/// verified (state hash, the counterparty's quorum). One bad position refuses the share.
 pub fn check_share(
     state: &EntityState,
     from: Address,
@@ -303,6 +303,20 @@ pub fn check_share(
             share.entity.short(),
             other.contributor.short()
         ));
+    }
+    let mut boards: BTreeMap<EntityId, Board> = share
+        .boards
+        .iter()
+        .map(|board| (board.lazy_entity_id(), board.clone()))
+        .collect();
+    for (peer, entry) in &state.accounts {
+        boards.insert(*peer, entry.peer_board.clone());
+    }
+    boards.insert(state.id, state.board.clone());
+    for position in &share.positions {
+        position
+            .verify(state.domain, &boards)
+            .map_err(|e| format!("a position of {}: {e}", share.entity.short()))?;
     }
     Ok(())
 }
@@ -417,11 +431,7 @@ fn our_gain(us: EntityId, request: &ChainRequest) -> i128 {
     };
     diffs
         .iter()
-        .map(|d| match side {
-            Side::Left => d.left_diff,
-            Side::Right => d.right_diff,
-        })
-        .sum()
+        .fold(0i128, |sum, d| sum.saturating_add(d.reserve_diff(side)))
 }
 
 /// The plan in words: a summary line, then the details (for `xln netting` and the console).
@@ -432,7 +442,7 @@ pub fn describe(plan: &NettingPlan) -> String {
         .filter(|a| a.uncollateralised > 0)
         .map(|a| a.uncollateralised.unsigned_abs())
         .sum();
-    let owed_by_us = plan.before.exposure - owed_to_us;
+    let owed_by_us = plan.before.exposure.saturating_sub(owed_to_us);
     let settled = plan.accounts.iter().filter(|a| a.settles > 0).count();
     let cycles = match plan.cycles.len() {
         0 => String::new(),

@@ -302,7 +302,6 @@ impl NodeProcess {
         }
     }
 
-    /// Runs the `xln` binary as a client of this node.
     /// `xln --json <args>` against the node, parsed; panics with its stderr if it fails.
     pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.cli(&[&["--json"], args].concat());
@@ -315,6 +314,7 @@ impl NodeProcess {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// Runs the `xln` binary as a client of this node.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         xln()
             .arg("--data-dir")

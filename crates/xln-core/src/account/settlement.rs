@@ -142,7 +142,7 @@ pub struct TokenPlan {
 impl TokenPlan {
     /// Debt the settlement leaves in the account (the debtor's reserve was short).
     pub fn unpaid(&self) -> u128 {
-        self.debt - self.paid
+        self.debt.saturating_sub(self.paid)
     }
 }
 

@@ -397,6 +397,8 @@ fn a_member_further_behind_than_the_kept_commits_is_told_so_and_nothing_changes(
     hub.commit_block();
     assert_eq!(hub.heights(), [top + 1, top + 1, 1]);
     assert_eq!(hub.replica(2).state(), before.state());
+    // The oldest kept frame named is the proposer's when it answered (a frame or more later
+    // than `oldest_kept` above); the member asked from height 2, which is no longer kept.
     let told = hub.rejected.iter().any(|(at, e)| {
         *at == 2
             && matches!(
@@ -404,10 +406,10 @@ fn a_member_further_behind_than_the_kept_commits_is_told_so_and_nothing_changes(
                 RuntimeError::Consensus {
                     error: ConsensusError::TooFarBehind {
                         height: 1,
-                        oldest_kept,
+                        oldest_kept: told_oldest,
                     },
                     ..
-                } if *oldest_kept > 2
+                } if *told_oldest > 2
             )
     });
     assert!(told, "{:?}", hub.rejected);
