@@ -12,6 +12,7 @@ use xln::api::{Request, Response};
 use xln::node::control::ControlClient;
 use xln_core::board::EntityId;
 
+/// Payments one at a time for the latency (`XLN_BENCH_LATENCY_PAYMENTS` overrides it).
 const LATENCY_PAYMENTS: usize = 300;
 /// Clients paying at once (`XLN_BENCH_CLIENTS` overrides it), and payments in all.
 const CLIENTS: usize = 64;
@@ -35,6 +36,19 @@ async fn pay_and_wait(client: &mut ControlClient, to: EntityId) -> Result<(), St
     }
 }
 
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn p50_ms(latencies: &[Duration]) -> f64 {
+    let mut sorted = latencies.to_vec();
+    sorted.sort();
+    percentile(&sorted, 0.5).as_secs_f64() * 1e3
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
@@ -50,25 +64,29 @@ async fn main() {
 
     // Latency: one payment at a time.
     let mut client = ControlClient::connect(&alice.socket()).await.unwrap();
-    let mut latencies = Vec::with_capacity(LATENCY_PAYMENTS);
-    for _ in 0..LATENCY_PAYMENTS {
+    let latency_payments = env_or("XLN_BENCH_LATENCY_PAYMENTS", LATENCY_PAYMENTS);
+    let mut latencies = Vec::with_capacity(latency_payments);
+    for _ in 0..latency_payments {
         let started = Instant::now();
         pay_and_wait(&mut client, bob_id).await.unwrap();
         latencies.push(started.elapsed());
     }
+    // Whether latency grows with the payments a node keeps: the first and the last tenth.
+    let tenth = latency_payments.div_ceil(10);
+    let (first, last) = (
+        p50_ms(&latencies[..tenth]),
+        p50_ms(&latencies[latency_payments - tenth..]),
+    );
     latencies.sort();
     println!(
-        "latency of one payment (wallet → hub → wallet, {LATENCY_PAYMENTS} in a row): p50 {:.2} ms, \
-         p99 {:.2} ms",
+        "latency of one payment (wallet → hub → wallet, {latency_payments} in a row): p50 {:.2} ms, \
+         p99 {:.2} ms (p50 of the first {tenth} {first:.2} ms, of the last {tenth} {last:.2} ms)",
         percentile(&latencies, 0.5).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3
     );
 
     // Throughput: many clients at once.
-    let clients: usize = std::env::var("XLN_BENCH_CLIENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(CLIENTS);
+    let clients = env_or("XLN_BENCH_CLIENTS", CLIENTS);
     let per_client = PAYMENTS / clients;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -99,6 +117,6 @@ async fn main() {
     );
     let views = settle_down(&[&hub, &alice, &bob]).await;
     let received = position(&views[2].accounts, hub_id);
-    assert_eq!(received as usize, LATENCY_PAYMENTS + total - failed);
+    assert_eq!(received as usize, latency_payments + total - failed);
     println!("checked: Bob received exactly the {received} payments that succeeded");
 }

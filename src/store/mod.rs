@@ -31,7 +31,7 @@ const SCHEMA_KEY: &str = "schema_version";
 /// the offer's terms. 9: each replica of a board keeps the chain requests its committed frames
 /// made, and the batch nonce each was co-signed at. 10: the entity state hash commits to its
 /// payments by a Merkle root.
-pub const SCHEMA_VERSION: u64 = 10;
+pub const SCHEMA_VERSION: u64 = 11;
 /// Snapshots kept: an older one to fall back on if the newest does not check out.
 const KEPT_SNAPSHOTS: usize = 2;
 

@@ -61,6 +61,13 @@ impl ChunkKey for crate::crypto::Hash {
     }
 }
 
+impl ChunkKey for u64 {
+    /// Numbers counted up one by one: every [`CHUNK`]th ends a chunk.
+    fn ends_chunk(&self) -> bool {
+        ends_chunk_at(*self)
+    }
+}
+
 impl ChunkKey for EntityId {
     /// Lazy entity ids are hashes, registered ones count up: the last byte varies evenly in both.
     fn ends_chunk(&self) -> bool {

@@ -574,11 +574,19 @@ impl EntityState {
                 self.netting_loop_finished(&hashlock, &status, outcome);
                 if let Some(payment) = self.payments.get_mut(&hashlock) {
                     payment.status = status;
-                    self.finished_payments.push_back(hashlock);
+                    let next = self
+                        .finished_payments
+                        .keys()
+                        .next_back()
+                        .map_or(0, |n| n + 1);
+                    self.finished_payments.insert(next, hashlock);
                 }
                 while self.finished_payments.len() > KEPT_FINISHED_PAYMENTS {
-                    if let Some(oldest) = self.finished_payments.pop_front() {
-                        self.payments.remove(&oldest);
+                    let Some(&oldest) = self.finished_payments.keys().next() else {
+                        break;
+                    };
+                    if let Some(hashlock) = self.finished_payments.remove(&oldest) {
+                        self.payments.remove(&hashlock);
                     }
                 }
             }

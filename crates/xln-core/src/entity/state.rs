@@ -19,7 +19,7 @@ use crate::onion::{HopInstruction, OnionCache};
 use crate::routing::FeePolicy;
 use crate::swap::{OrderBook, Trade};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 /// A transaction of an entity frame. Every replica applies the same ones in the same order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -395,8 +395,10 @@ pub struct EntityState {
     pub next_lock_id: u64,
     /// Payments we sent, by hashlock: those in flight and the last finished ones.
     pub payments: MerkleMap<Hash, Payment>,
-    /// Finished payments in the order they finished, to forget the oldest.
-    pub finished_payments: VecDeque<Hash>,
+    /// Finished payments' hashlocks by the number of their finish, counted up, to forget the
+    /// oldest. A [`MerkleMap`] like `payments`: the state hash costs what changed, not a pass
+    /// over the last [`super::KEPT_FINISHED_PAYMENTS`] hashlocks.
+    pub finished_payments: MerkleMap<u64, Hash>,
     /// Why each of our locks in flight exists, by (peer, lock id).
     pub origins: BTreeMap<(EntityId, u64), Origin>,
     /// Incoming locks whose onion our proposer has yet to decrypt: their payloads.
@@ -422,6 +424,14 @@ pub struct EntityState {
     pub(crate) onion_cache: OnionCache,
 }
 
+/// The roots of the state's [`MerkleMap`]s (and the book's hash), which its hash commits to.
+struct Roots {
+    accounts: Hash,
+    payments: Hash,
+    finished_payments: Hash,
+    book: Hash,
+}
+
 impl EntityState {
     pub fn new(id: EntityId, board: Board, domain: Hash) -> Self {
         Self {
@@ -438,7 +448,7 @@ impl EntityState {
             peer_reserves: BTreeMap::new(),
             next_lock_id: 0,
             payments: MerkleMap::new(),
-            finished_payments: VecDeque::new(),
+            finished_payments: MerkleMap::new(),
             origins: BTreeMap::new(),
             awaiting: BTreeMap::new(),
             receiving: BTreeMap::new(),
@@ -458,19 +468,25 @@ impl EntityState {
     /// Those roots are cached and recomputed for what changed only, so a frame that touches a
     /// few accounts of a hub with 100,000 costs a few account encodings, not the whole state.
     pub fn hash(&self) -> Hash {
-        self.commitment(self.accounts.root(), self.payments.root(), self.book.hash())
+        self.commitment(Roots {
+            accounts: self.accounts.root(),
+            payments: self.payments.root(),
+            finished_payments: self.finished_payments.root(),
+            book: self.book.hash(),
+        })
     }
 
     /// [`EntityState::hash`] computed reading no cache: it must be equal, whatever happened.
     pub fn hash_from_scratch(&self) -> Hash {
-        self.commitment(
-            self.accounts.root_from_scratch(),
-            self.payments.root_from_scratch(),
-            self.book.hash_from_scratch(),
-        )
+        self.commitment(Roots {
+            accounts: self.accounts.root_from_scratch(),
+            payments: self.payments.root_from_scratch(),
+            finished_payments: self.finished_payments.root_from_scratch(),
+            book: self.book.hash_from_scratch(),
+        })
     }
 
-    fn commitment(&self, accounts_root: Hash, payments_root: Hash, book_hash: Hash) -> Hash {
+    fn commitment(&self, roots: Roots) -> Hash {
         // Every field by name: a new field does not compile until it is committed to here.
         let EntityState {
             id,
@@ -486,7 +502,7 @@ impl EntityState {
             peer_reserves,
             next_lock_id,
             payments: _,
-            finished_payments,
+            finished_payments: _,
             origins,
             awaiting,
             receiving,
@@ -514,7 +530,7 @@ impl EntityState {
             peer_reserves: &'a BTreeMap<(EntityId, TokenId), u128>,
             next_lock_id: u64,
             payments_root: Hash,
-            finished_payments: &'a VecDeque<Hash>,
+            finished_payments_root: Hash,
             origins: &'a BTreeMap<(EntityId, u64), Origin>,
             awaiting: &'a BTreeMap<(EntityId, u64), Vec<u8>>,
             receiving: &'a BTreeMap<(EntityId, u64), (Hash, u128)>,
@@ -526,7 +542,7 @@ impl EntityState {
             netting_rounds: &'a BTreeMap<TokenId, NettingExecution>,
         }
         hash_of(&Committed {
-            tag: "xln.entity.state.v5",
+            tag: "xln.entity.state.v6",
             id,
             board,
             domain,
@@ -534,18 +550,18 @@ impl EntityState {
             timestamp: *timestamp,
             j_height: *j_height,
             prev_hash,
-            accounts_root,
+            accounts_root: roots.accounts,
             fees,
             reserves,
             peer_reserves,
             next_lock_id: *next_lock_id,
-            payments_root,
-            finished_payments,
+            payments_root: roots.payments,
+            finished_payments_root: roots.finished_payments,
             origins,
             awaiting,
             receiving,
             next_offer_id: *next_offer_id,
-            book_hash,
+            book_hash: roots.book,
             swap_legs,
             joins_netting: *joins_netting,
             netting_agreements,
