@@ -234,7 +234,8 @@ struct InFlight {
     hash: Hash,
     state: EntityState,
     digests: Vec<Hash>,
-    /// Signatures of each member who precommitted: frame hash first, then the digests.
+    /// Signatures of each member who precommitted: frame hash first, then the digests. A
+    /// board of one signs the digests alone (see [`sign_all`]).
     precommits: BTreeMap<Address, Vec<Signature>>,
     outcome: Outcome,
 }
@@ -374,6 +375,10 @@ impl EntityReplica {
     pub fn is_proposer(&self) -> bool {
         self.state.board.proposer() == self.signer
     }
+    /// Whether the board is this one member alone: it commits at once.
+    fn solo(&self) -> bool {
+        self.state.board.members().len() == 1
+    }
     pub fn mempool(&self) -> &[EntityTx] {
         &self.mempool
     }
@@ -500,7 +505,7 @@ impl EntityReplica {
         let hash = frame.hash(&self.state.id);
         state.prev_hash = hash;
         let digests = outcome.digests();
-        let own = sign_all(key, &hash, &digests);
+        let own = sign_all(key, (!self.solo()).then_some(&hash), &digests);
         let mut precommits = BTreeMap::new();
         precommits.insert(self.signer, own);
         for member in self.state.board.members() {
@@ -608,7 +613,7 @@ impl EntityReplica {
             return Err(ConsensusError::BadTimestamp { height });
         }
         let (state, outcome) = self.replay(frame, now)?;
-        let signatures = sign_all(key, &hash, &outcome.digests());
+        let signatures = sign_all(key, Some(&hash), &outcome.digests());
         self.locked = Some(Locked {
             height,
             hash,
@@ -748,9 +753,24 @@ impl EntityReplica {
         let Some(in_flight) = self.in_flight.take() else {
             return Vec::new();
         };
-        let certificate = QuorumSignature(in_flight.precommits.values().map(|s| s[0]).collect());
+        // A board of one has no signature over the frame hash: nobody else sees its frames.
+        let solo = self.solo();
+        let first_digest = usize::from(!solo);
+        let certificate = QuorumSignature(if solo {
+            Vec::new()
+        } else {
+            in_flight.precommits.values().map(|s| s[0]).collect()
+        });
         let account_signatures: Vec<QuorumSignature> = (0..in_flight.digests.len())
-            .map(|i| QuorumSignature(in_flight.precommits.values().map(|s| s[i + 1]).collect()))
+            .map(|i| {
+                QuorumSignature(
+                    in_flight
+                        .precommits
+                        .values()
+                        .map(|s| s[first_digest + i])
+                        .collect(),
+                )
+            })
             .collect();
         let mut outputs = Vec::new();
         for member in self.state.board.members() {
@@ -1011,8 +1031,12 @@ impl EntityReplica {
     }
 }
 
-fn sign_all(key: &SignerKey, frame_hash: &Hash, digests: &[Hash]) -> Vec<Signature> {
-    std::iter::once(frame_hash)
+/// A precommit: the signature over the frame hash (for the other members and the kept
+/// certificates; a board of one, whose frames nobody else sees, leaves it out and saves a
+/// signature per frame), then one over each account frame hash.
+fn sign_all(key: &SignerKey, frame_hash: Option<&Hash>, digests: &[Hash]) -> Vec<Signature> {
+    frame_hash
+        .into_iter()
         .chain(digests)
         .map(|digest| key.sign(digest))
         .collect()
