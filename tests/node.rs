@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 use support::*;
-use xln::api::{AccountView, NodeView, OrderState, Request, Response, TimeInForce};
+use xln::api::{AccountStatus, AccountView, NodeView, OrderState, Request, Response, TimeInForce};
 use xln::node::control;
 use xln_core::board::EntityId;
 use xln_core::crypto::{Hash, SignerKey};
@@ -298,6 +298,18 @@ async fn a_hub_settles_its_accounts_debts_in_one_batch() {
         assert!(std::time::Instant::now() < deadline, "{}", bob.log());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // A single signer's dispute goes on chain at once, answered with its transaction; both
+    // sides see the account disputed.
+    let out = alice.cli(&["dispute", "hub"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("mined in block"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_disputed(&alice, hub.entity().await).await;
+    wait_disputed(&hub, alice_id).await;
 }
 
 /// Netting across hubs: three hubs whose payments left each owing the next. Hub A learns the
@@ -669,6 +681,53 @@ async fn a_two_of_three_hub_in_three_processes_keeps_quorum() {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{log:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Still with one member down, the hub disputes its account with Bob on chain: the board
+    // commits the dispute (its frame takes the proof from the committed account), the members
+    // online co-sign the batch (each only for a dispute its replica committed) and both sides
+    // see the dispute on chain. Bad input is refused with one line.
+    let asked_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let bad = hub[0].cli(&["dispute", "nobody"]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("no known entity is named"), "{stderr}");
+    let out = hub[0].cli(&["dispute", &bob_id.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The chain takes the start only with the board's quorum (2 of 3) over the batch.
+    wait_disputed(&hub[0], bob_id).await;
+    let log = hub[0].view().await.log;
+    assert!(
+        log.iter().any(|l| l.timestamp >= asked_at
+            && l.text.contains("batch of")
+            && l.text.contains("the board signed")),
+        "{log:?}"
+    );
+    wait_disputed(&bob, hub_id).await;
+}
+
+/// Waits until `node` shows its account with `peer` in a dispute on chain.
+async fn wait_disputed(node: &NodeProcess, peer: EntityId) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let view = node.view().await;
+        if view
+            .accounts
+            .iter()
+            .any(|a| a.peer == peer && a.status == AccountStatus::Disputed)
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", view.log);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

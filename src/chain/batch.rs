@@ -74,6 +74,9 @@ impl From<&ChainRequest> for ChainOp {
                 counterparty_sigs: peer_signature.clone(),
                 digest,
             }),
+            ChainRequest::StartDispute(ref start) => {
+                ChainOp::StartDispute(Box::new(encode::start_proof(start)))
+            }
         }
     }
 }

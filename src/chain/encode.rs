@@ -7,7 +7,10 @@ use alloy::primitives::{Address, B256, Bytes, I256, U256, keccak256};
 use alloy::sol_types::SolValue;
 use xln_core::account::{AccountKey, AccountState, DisputeProof, FrameHeader};
 use xln_core::board::{Board, EntityId, QuorumSignature};
+use xln_core::collections::VecMap;
 use xln_core::crypto::{self, Hash};
+use xln_core::delta::{Delta, TokenId};
+use xln_core::entity::DisputeStart;
 
 pub const SETTLEMENT_TAG: &str = "xln.settlement.v1";
 pub const ROTATION_TAG: &str = "xln.board.rotation.v1";
@@ -78,9 +81,8 @@ pub fn sign_quorum(keys: &[xln_core::crypto::SignerKey], digest: &Hash) -> Quoru
 }
 
 /// The per-token states of an account, ascending by token id, as a dispute proof carries them.
-pub fn token_states(state: &AccountState) -> Vec<Depository::TokenState> {
-    state
-        .deltas
+pub fn token_states(deltas: &VecMap<TokenId, Delta>) -> Vec<Depository::TokenState> {
+    deltas
         .iter()
         .map(|(token, d)| Depository::TokenState {
             tokenId: *token,
@@ -105,16 +107,24 @@ pub fn account_frame(
     if state.hash() != header.state_hash {
         return Err(ChainError::BadProof("state hash differs from the frame's"));
     }
-    Ok(Depository::AccountFrame {
+    Ok(frame_of(header, &state.deltas, &state.extras_hash()))
+}
+
+fn frame_of(
+    header: &FrameHeader,
+    deltas: &VecMap<TokenId, Delta>,
+    extras_hash: &Hash,
+) -> Depository::AccountFrame {
+    Depository::AccountFrame {
         height: header.height,
         timestamp: header.timestamp,
         jHeight: header.j_height,
         txsHash: b256(&header.txs_hash),
         prevFrameHash: b256(&header.prev_frame_hash),
-        tokens: token_states(state),
-        extrasHash: b256(&state.extras_hash()),
+        tokens: token_states(deltas),
+        extrasHash: b256(extras_hash),
         byLeft: header.by_left,
-    })
+    }
 }
 
 /// A dispute proof for the chain: the counterparty's signed frame (taken from the core's
@@ -133,13 +143,42 @@ pub fn dispute_proof(
         return Err(ChainError::BadProof("counterparty is not in the account"));
     }
     let frame = account_frame(&proof.header, state)?;
+    Ok(signed_proof(
+        key,
+        counterparty,
+        counterparty_board,
+        proof,
+        frame,
+    ))
+}
+
+/// The dispute proof of a start the core made from its committed account (its deltas and
+/// extras are those the frame commits to, see `EntityState::dispute_start`).
+pub fn start_proof(start: &DisputeStart) -> Depository::DisputeProof {
+    let frame = frame_of(&start.proof.header, &start.deltas, &start.extras_hash);
+    signed_proof(
+        &start.key,
+        &start.peer,
+        &start.peer_board,
+        &start.proof,
+        frame,
+    )
+}
+
+fn signed_proof(
+    key: &AccountKey,
+    counterparty: &EntityId,
+    counterparty_board: &Board,
+    proof: &DisputeProof,
+    frame: Depository::AccountFrame,
+) -> Depository::DisputeProof {
     let digest = proof.header.hash(key);
-    Ok(Depository::DisputeProof {
+    Depository::DisputeProof {
         counterparty: entity_b256(counterparty),
         frame,
         counterpartyBoard: encode_board(counterparty_board),
         counterpartySigs: chain_signatures(counterparty_board, &digest, &proof.peer_signature),
-    })
+    }
 }
 
 /// One token's change in a cooperative settlement, from LEFT's side: the core's type, which

@@ -1,7 +1,7 @@
 //! Sends the node's chain transactions, one at a time, and watches the chain's head.
 //!
-//! A job is a batch of an entity's operations (what its frames decided, or a dispute) or a
-//! deposit from the signer's wallet. Results go back to the writer as inputs (for the log and
+//! A job is a batch of an entity's operations (what its frames decided, or a single signer's
+//! dispute) or a deposit from the signer's wallet. Results go back to the writer as inputs (for the log and
 //! the view) and, when a request is waiting, to its reply channel.
 //!
 //! A single-signer entity's batch is signed here with the node's key. A multi-signer
@@ -150,13 +150,12 @@ async fn run_job(
             reply,
         } => {
             if board.members().len() != 1 {
-                // Only requests the board committed can be co-signed (a dispute is not one).
+                // Only requests the board committed can be co-signed (`BoardBatch`).
                 return (
                     what,
                     Err(
                         "a multi-signer entity's board co-signs only batches of chain requests \
-                         its frames committed; this operation is not one (disputes of a \
-                         multi-signer entity are not supported yet)"
+                         its frames committed; this operation is not one"
                             .into(),
                     ),
                     reply,

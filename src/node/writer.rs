@@ -27,7 +27,7 @@ use xln_core::board::{Board, EntityId, QuorumError, QuorumSignature};
 use xln_core::crypto::{Address, Hash, SignerKey};
 use xln_core::delta::TokenId;
 use xln_core::entity::{
-    ChainRequest, CycleStatus, EntityEvent, EntityMessage, EntityState, EntityTx,
+    ChainRequest, CycleStatus, DisputeStart, EntityEvent, EntityMessage, EntityState, EntityTx,
     KEPT_FINISHED_PAYMENTS, NettingOrder, PaymentOrder, RouteHop, SwapOrder,
 };
 use xln_core::gossip::{Profile, ProfileAccount, ProfileError, ProfileStore, SignedProfile};
@@ -548,38 +548,10 @@ impl Writer {
         match item {
             NodeInput::Request((request, reply)) => self.take_request(request, reply, now, turn),
             NodeInput::Net(event) => self.take_net_event(*event, now, turn),
-            NodeInput::Chain(range) => match range.core_events() {
-                Ok(events) => {
-                    use xln_core::runtime::ChainEvent as Core;
-                    let me = self.entity;
-                    let peer = |entity: &EntityId| {
-                        self.state()
-                            .is_some_and(|s| s.accounts.contains_key(entity))
-                    };
-                    let ours: Vec<Core> = events
-                        .into_iter()
-                        .filter(|event| match event {
-                            Core::Block { .. } => true,
-                            // Peers' reserves too: a settlement pays their debt from them.
-                            Core::Reserve { entity, .. } => *entity == me || peer(entity),
-                            Core::Account { left, right, .. }
-                            | Core::Settled { left, right, .. } => *left == me || *right == me,
-                        })
-                        .collect();
-                    turn.chain_events.extend(ours);
-                    self.chain_status.followed = range.to_block;
-                    self.chain_status.head = self.chain_status.head.max(range.to_block);
-                    self.chain_status.connected = true;
-                    self.chain_status.error = None;
-                }
-                Err(error) => self.log_line(
-                    LogLevel::Error,
-                    format!(
-                        "chain blocks {}..={}: {error}",
-                        range.from_block, range.to_block
-                    ),
-                ),
-            },
+            NodeInput::Chain(range) => {
+                self.follow_disputes(&range.events);
+                self.take_chain_range(range, turn);
+            }
             NodeInput::ChainDone { what, result } => {
                 self.pending_chain.retain(|p| p.what != what);
                 match result {
@@ -608,6 +580,75 @@ impl Writer {
                     self.chain_status.connected = false;
                 }
                 self.chain_status.error = error;
+            }
+        }
+    }
+
+    /// Our reserve, account and settlement changes in confirmed blocks, for the runtime.
+    fn take_chain_range(&mut self, range: crate::chain::ConfirmedRange, turn: &mut Turn) {
+        match range.core_events() {
+            Ok(events) => {
+                use xln_core::runtime::ChainEvent as Core;
+                let me = self.entity;
+                let peer = |entity: &EntityId| {
+                    self.state()
+                        .is_some_and(|s| s.accounts.contains_key(entity))
+                };
+                let ours: Vec<Core> = events
+                    .into_iter()
+                    .filter(|event| match event {
+                        Core::Block { .. } => true,
+                        // Peers' reserves too: a settlement pays their debt from them.
+                        Core::Reserve { entity, .. } => *entity == me || peer(entity),
+                        Core::Account { left, right, .. } | Core::Settled { left, right, .. } => {
+                            *left == me || *right == me
+                        }
+                    })
+                    .collect();
+                turn.chain_events.extend(ours);
+                self.chain_status.followed = range.to_block;
+                self.chain_status.head = self.chain_status.head.max(range.to_block);
+                self.chain_status.connected = true;
+                self.chain_status.error = None;
+            }
+            Err(error) => self.log_line(
+                LogLevel::Error,
+                format!(
+                    "chain blocks {}..={}: {error}",
+                    range.from_block, range.to_block
+                ),
+            ),
+        }
+    }
+
+    /// Which of our accounts are in a dispute on chain, as the events this node followed say.
+    fn follow_disputes(&mut self, events: &[crate::chain::ChainEvent]) {
+        use crate::chain::JEvent;
+        let me = self.entity;
+        let peer_of = |left: &EntityId, right: &EntityId| {
+            if *left == me {
+                Some(*right)
+            } else if *right == me {
+                Some(*left)
+            } else {
+                None
+            }
+        };
+        for event in events {
+            match &event.event {
+                JEvent::DisputeStarted { left, right, .. } => {
+                    if let Some(peer) = peer_of(left, right)
+                        && !self.disputed.contains(&peer)
+                    {
+                        self.disputed.push(peer);
+                    }
+                }
+                JEvent::DisputeFinalized { left, right, .. } => {
+                    if let Some(peer) = peer_of(left, right) {
+                        self.disputed.retain(|p| *p != peer);
+                    }
+                }
+                _ => {}
             }
         }
     }
@@ -1333,8 +1374,22 @@ impl Writer {
             }
             Request::Dispute { peer } => {
                 let peer = self.existing_account(&peer)?;
-                let job = self.dispute_job(&peer)?;
-                Ok(Planned::Chain(job))
+                let start = state.dispute_start(&peer).map_err(|e| e.to_string())?;
+                if self.board.members().len() == 1 {
+                    return Ok(Planned::Chain(self.dispute_job(start)));
+                }
+                // A board commits the dispute first: each member co-signs the batch only for
+                // a dispute its own replica committed (see `cosign`).
+                Ok(Planned::Submit {
+                    tx: EntityTx::Dispute { peer },
+                    ok: Response::Done {
+                        what: format!(
+                            "dispute with {} sent to the board of our entity: it goes on chain \
+                             once the board commits it and signs the batch",
+                            peer.short()
+                        ),
+                    },
+                })
             }
             Request::Settle { peer } => {
                 let peer = self.existing_account(&peer)?;
@@ -1598,38 +1653,20 @@ impl Writer {
         ))
     }
 
-    fn dispute_job(&self, peer: &EntityId) -> Result<ChainJobBuilder, String> {
-        let state = self.state().ok_or("no entity")?;
-        let entry = state.accounts.get(peer).ok_or("no such account")?;
-        let account = &entry.account;
-        let proof = account.proof().ok_or(
-            "the peer has not signed any frame of this account yet: nothing to dispute with",
-        )?;
-        if proof.header.height != account.height() {
-            return Err(
-                "the newest frame is not signed by the peer yet; try again in a moment".into(),
-            );
-        }
-        let chain_proof = crate::chain::encode::dispute_proof(
-            account.key(),
-            peer,
-            &entry.peer_board,
-            proof,
-            account.state(),
-        )
-        .map_err(|e| e.to_string())?;
+    /// A single signer's dispute: signed with our key and sent at once, answered with the
+    /// transaction.
+    fn dispute_job(&self, start: DisputeStart) -> ChainJobBuilder {
         let entity = self.entity;
         let board = self.board.clone();
-        let what = format!("dispute with {}", peer.short());
-        Ok(Box::new(move |reply| ChainJob::Batch {
+        let what = format!("dispute with {}", start.peer.short());
+        let op = crate::chain::batch::ChainOp::from(&ChainRequest::StartDispute(Box::new(start)));
+        Box::new(move |reply| ChainJob::Batch {
             entity,
             board,
-            ops: vec![crate::chain::batch::ChainOp::StartDispute(Box::new(
-                chain_proof,
-            ))],
+            ops: vec![op],
             what,
             reply: Some(reply),
-        }))
+        })
     }
 
     /// Signs the settlements our peers proposed (the core checked their terms; a refused one
@@ -2172,6 +2209,7 @@ fn tx_kind(tx: &EntityTx) -> &'static str {
         EntityTx::ProposeSettlement { .. } => "a settlement proposal",
         EntityTx::AcceptSettlement { .. } => "accepting a settlement",
         EntityTx::PlaceSwap(_) => "a swap order",
+        EntityTx::Dispute { .. } => "a dispute",
         _ => "a transaction",
     }
 }

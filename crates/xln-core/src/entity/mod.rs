@@ -25,7 +25,7 @@ pub use netting::{
     cycle_id,
 };
 pub use state::{
-    AccountEntry, ChainRequest, EntityEvent, EntityState, EntityTx, EntityTxError, Outcome,
-    Outgoing,
+    AccountEntry, ChainRequest, DisputeStart, EntityEvent, EntityState, EntityTx, EntityTxError,
+    Outcome, Outgoing,
 };
 pub use swap::{HeldTake, OurLeg, SWAP_EXPIRY_MARGIN_MS, SwapLegs, SwapOrder};

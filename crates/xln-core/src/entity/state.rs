@@ -7,14 +7,15 @@ use super::netting::{
 };
 use super::swap::{SwapLegs, SwapOrder};
 use crate::account::{
-    Account, AccountError, AccountEvent, AccountMessage, AccountTx, Clock, Failure, Reply,
-    SettlementPlan, SettlementScope, SettlementTerms, TokenDiff, TxError,
+    Account, AccountError, AccountEvent, AccountKey, AccountMessage, AccountTx, Clock,
+    DisputeProof, Failure, Reply, SettlementPlan, SettlementScope, SettlementTerms, TokenDiff,
+    TxError,
 };
 use crate::board::{Board, EntityId, QuorumSignature};
 use crate::codec::hash_of;
-use crate::collections::MerkleMap;
+use crate::collections::{MerkleMap, VecMap};
 use crate::crypto::{Address, Hash};
-use crate::delta::TokenId;
+use crate::delta::{Delta, TokenId};
 use crate::onion::{HopInstruction, OnionCache};
 use crate::routing::FeePolicy;
 use crate::swap::{OrderBook, Trade};
@@ -106,6 +107,10 @@ pub enum EntityTx {
     ExpireNetting,
     /// Whether we agree to netting cycles others propose (we do unless told otherwise).
     SetJoinsNetting(bool),
+    /// Start a dispute of our account with `peer` on chain. The proof is taken from the
+    /// account as this frame finds it (see [`EntityState::dispute_start`]), so that every
+    /// member of a board can check the batch it co-signs against what its replica committed.
+    Dispute { peer: EntityId },
 }
 
 /// An operation on the jurisdiction that the entity decided on. The node's chain adapter puts
@@ -141,6 +146,22 @@ pub enum ChainRequest {
         digest: Hash,
         peer_signature: QuorumSignature,
     },
+    /// Start a dispute of our account with the start's peer. Made by [`EntityTx::Dispute`]
+    /// from the committed account, never by an operator.
+    StartDispute(Box<DisputeStart>),
+}
+
+/// What the chain takes to start a dispute of our account with `peer`: the newest frame the
+/// peer signed (its header and the peer's quorum over its hash under `key`) and what of the
+/// account state that frame commits to (the deltas, ascending by token, and the extras' hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisputeStart {
+    pub peer: EntityId,
+    pub peer_board: Board,
+    pub key: AccountKey,
+    pub proof: DisputeProof,
+    pub deltas: VecMap<TokenId, Delta>,
+    pub extras_hash: Hash,
 }
 
 /// Why an entity transaction was refused. The state is unchanged.
@@ -191,6 +212,12 @@ pub enum EntityTxError {
     SettlementDigestMismatch(EntityId),
     #[error("a settlement goes to the chain once both sides of the account signed it")]
     SettleNotAgreed,
+    #[error("{0} has not signed any frame of our account yet: nothing to dispute with")]
+    NothingToDispute(EntityId),
+    #[error(
+        "a dispute starts from our committed account (a dispute transaction), not from a given proof"
+    )]
+    DisputeNotFromAccount,
     #[error(
         "settlement with {peer}: with our other pending settlements it takes {promised} of our \
          reserve of token {token}, which holds {reserve}: not signed"
@@ -706,8 +733,38 @@ impl EntityState {
             } => self.receive_netting(message, sender_board, outcome)?,
             EntityTx::ExpireNetting => self.expire_netting(outcome)?,
             EntityTx::SetJoinsNetting(joins) => self.joins_netting = *joins,
+            EntityTx::Dispute { peer } => {
+                let request = ChainRequest::StartDispute(Box::new(self.dispute_start(peer)?));
+                outcome.chain.push(request.clone());
+                outcome.events.push(EntityEvent::ChainRequested(request));
+            }
         }
         Ok(())
+    }
+
+    /// The dispute proof of our account with `peer`: the newest frame the peer signed and the
+    /// committed state it is about.
+    pub fn dispute_start(&self, peer: &EntityId) -> Result<DisputeStart, EntityTxError> {
+        let entry = self
+            .accounts
+            .get(peer)
+            .ok_or(EntityTxError::NoAccount(*peer))?;
+        let account = &entry.account;
+        // Every commit records the peer's signature over the frame it commits, so the proof
+        // is of the committed state; the height check only guards that.
+        let proof = account
+            .proof()
+            .filter(|proof| proof.header.height == account.height())
+            .ok_or(EntityTxError::NothingToDispute(*peer))?;
+        let state = account.state();
+        Ok(DisputeStart {
+            peer: *peer,
+            peer_board: entry.peer_board.clone(),
+            key: *account.key(),
+            proof: proof.clone(),
+            deltas: state.deltas.clone(),
+            extras_hash: state.extras_hash(),
+        })
     }
 
     /// What our reserve pays, per token, in the settlements of our accounts (but the one with
@@ -962,6 +1019,7 @@ impl EntityState {
             ChainRequest::TransferReserve { token, amount, .. }
             | ChainRequest::Withdraw { token, amount, .. } => (*token, *amount),
             ChainRequest::Settle { .. } => return Err(EntityTxError::SettleNotAgreed),
+            ChainRequest::StartDispute(_) => return Err(EntityTxError::DisputeNotFromAccount),
         };
         if amount == 0 {
             return Err(EntityTxError::ZeroChainAmount);

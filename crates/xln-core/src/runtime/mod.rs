@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 #[cfg(test)]
+mod dispute_tests;
+#[cfg(test)]
 mod netting_tests;
 #[cfg(test)]
 mod payment_tests;

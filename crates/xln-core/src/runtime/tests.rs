@@ -8,19 +8,19 @@ use proptest::prelude::*;
 
 const TOKEN: u32 = 1;
 
-fn key(n: u8) -> SignerKey {
+pub(super) fn key(n: u8) -> SignerKey {
     SignerKey::from_bytes(&[n; 32]).unwrap()
 }
 
 /// Several runtimes and a perfect network between them.
-struct Net {
-    runtimes: Vec<Runtime>,
-    now: u64,
-    events: Vec<RuntimeEvent>,
+pub(super) struct Net {
+    pub(super) runtimes: Vec<Runtime>,
+    pub(super) now: u64,
+    pub(super) events: Vec<RuntimeEvent>,
 }
 
 impl Net {
-    fn new(keys_per_runtime: Vec<Vec<SignerKey>>) -> Self {
+    pub(super) fn new(keys_per_runtime: Vec<Vec<SignerKey>>) -> Self {
         Net {
             runtimes: keys_per_runtime.into_iter().map(Runtime::new).collect(),
             now: 1_000,
@@ -71,7 +71,7 @@ impl Net {
         }
     }
 
-    fn command(&mut self, at: usize, command: Command) {
+    pub(super) fn command(&mut self, at: usize, command: Command) {
         self.apply(
             at,
             RuntimeInput {
@@ -81,11 +81,16 @@ impl Net {
         );
     }
 
-    fn submit(&mut self, at: usize, entity: EntityId, txs: Vec<EntityTx>) {
+    pub(super) fn submit(&mut self, at: usize, entity: EntityId, txs: Vec<EntityTx>) {
         self.command(at, Command::Submit { entity, txs });
     }
 
-    fn account(&self, at: usize, entity: &EntityId, peer: &EntityId) -> crate::account::Account {
+    pub(super) fn account(
+        &self,
+        at: usize,
+        entity: &EntityId,
+        peer: &EntityId,
+    ) -> crate::account::Account {
         self.runtimes[at]
             .replica_of(entity)
             .unwrap()
@@ -96,7 +101,7 @@ impl Net {
     }
 }
 
-fn add_replica(board: &Board, signer: Address) -> Command {
+pub(super) fn add_replica(board: &Board, signer: Address) -> Command {
     Command::AddReplica {
         board: board.clone(),
         signer,
@@ -104,7 +109,7 @@ fn add_replica(board: &Board, signer: Address) -> Command {
     }
 }
 
-fn pay(peer: EntityId, amount: u128) -> EntityTx {
+pub(super) fn pay(peer: EntityId, amount: u128) -> EntityTx {
     EntityTx::Account {
         peer,
         tx: AccountTx::DirectPayment {
@@ -114,7 +119,7 @@ fn pay(peer: EntityId, amount: u128) -> EntityTx {
     }
 }
 
-fn credit(peer: EntityId, amount: u128) -> EntityTx {
+pub(super) fn credit(peer: EntityId, amount: u128) -> EntityTx {
     EntityTx::Account {
         peer,
         tx: AccountTx::SetCreditLimit {
@@ -125,7 +130,7 @@ fn credit(peer: EntityId, amount: u128) -> EntityTx {
 }
 
 /// A 2-of-3 board of equal weights.
-fn two_of_three(keys: &[SignerKey; 3]) -> Board {
+pub(super) fn two_of_three(keys: &[SignerKey; 3]) -> Board {
     let members = keys
         .iter()
         .map(|k| BoardMember {

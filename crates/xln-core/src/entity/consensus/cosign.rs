@@ -11,7 +11,8 @@
 //! committed, never because the proposer says so.
 //!
 //! - A batch: every chain request of it must be one that a frame this replica committed
-//!   produced (kept, the last [`KEPT_CHAIN_REQUESTS`] of them), and the digest must be the
+//!   produced (kept, the last [`KEPT_CHAIN_REQUESTS`] of them; a dispute start is one, its
+//!   proof taken from the committed account by `EntityTx::Dispute`), and the digest must be the
 //!   Depository's batch digest of those requests at the nonce asked. Each committed request
 //!   is signed at one batch nonce only (asking again at the same nonce signs again, a retry):
 //!   the chain applies a nonce once, so a request committed once goes on chain at most once,
