@@ -39,7 +39,9 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use xln_core::crypto::{Address, SignerKey};
 
-/// The default bound on one websocket message (and frame), in bytes.
+/// The default bound on one websocket message (and frame), in bytes. The largest message a
+/// node sends on purpose, a board member's state snapshot, is bounded to fit in it with its
+/// envelope (`xln_core::entity::MAX_SNAPSHOT_BYTES`).
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 << 20;
 /// The smallest accepted `max_message_bytes`: the handshake messages must fit.
 pub const MIN_MAX_MESSAGE_BYTES: usize = 1024;

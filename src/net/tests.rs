@@ -970,3 +970,33 @@ async fn shutdown_ends_pending_handshakes_and_sessions() {
     assert_eq!(code, CloseCode::Away);
     assert!(TcpStream::connect(addr).await.is_err());
 }
+
+/// The largest entity message a node sends on purpose, a state snapshot of at most
+/// `MAX_SNAPSHOT_BYTES`, fits in one message of the default bound with everything around it.
+#[test]
+fn a_state_snapshot_at_its_size_bound_fits_in_one_message() {
+    let message = EntityMessage::SnapshotTooLarge {
+        committed_height: u64::MAX,
+        bytes: u64::MAX,
+    };
+    let inner = xln_core::codec::encode(&message).len();
+    let replica = ReplicaId {
+        entity: EntityId::ZERO,
+        signer: Address::ZERO,
+    };
+    let framed = xln_core::codec::encode(&Frame::Data {
+        seq: u64::MAX,
+        message: WireMessage::Envelope(Envelope {
+            from: replica,
+            to: replica,
+            payload: Payload::Entity(message),
+        }),
+    })
+    .len();
+    // Postcard writes the envelope's fields around the message's bytes: the same for any message.
+    let around = framed - inner;
+    assert!(
+        xln_core::entity::MAX_SNAPSHOT_BYTES + around <= DEFAULT_MAX_MESSAGE_BYTES,
+        "{around} bytes around a message"
+    );
+}

@@ -811,6 +811,13 @@ impl Writer {
         match event {
             RuntimeEvent::Entity { event, .. } => self.record_entity_event(event),
             RuntimeEvent::Committed { .. } => {}
+            RuntimeEvent::SnapshotApplied { from, height, .. } => self.log_line(
+                LogLevel::Info,
+                format!(
+                    "caught up from height {from} to {height} by a state snapshot from a board \
+                     member (the frames between were not replayed: their events are not shown)"
+                ),
+            ),
             // A peer's frame that is not taken yet (e.g. a chain change our follower has not
             // seen) comes again when the peer re-sends it.
             RuntimeEvent::TxDropped { tx, error, .. } => match *tx {

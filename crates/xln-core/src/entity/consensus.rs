@@ -6,6 +6,13 @@
 //! collected signatures; every member checks the quorum before applying. A member never
 //! precommits two different frames at one height. A one-signer entity commits at once.
 //!
+//! A member that missed commits asks a member for them ([`EntityMessage::SyncRequest`]) and
+//! checks each frame sent as a commit. A member further behind than the [`KEPT_COMMITS`] frames
+//! members keep is sent the sender's committed state with the frame that committed it
+//! ([`EntityMessage::Snapshot`]); it takes the state only if the frame's certificate reaches
+//! its board's threshold and the state hashes to the frame's state hash. Like every message,
+//! the snapshot is a runtime input, which the node logs: replaying the log takes it again.
+//!
 //! What the entity signs for the chain (a batch, a settlement acceptance) a board signs in a
 //! signing round: each member signs only what it recomputes from its own committed state (see
 //! `cosign`, and `node::signing` for the proposer's side).
@@ -29,11 +36,17 @@ pub const MAX_ENTITY_FRAME_TXS: usize = 10_000;
 pub const MAX_ENTITY_CLOCK_SKEW_MS: u64 = crate::account::MAX_CLOCK_SKEW_MS;
 /// How many of the last committed frames, with their certificates, a replica of a board of
 /// several members keeps for members that fell behind. It bounds the replica's size (it is
-/// snapshotted); a member further behind would need the whole state, which is not sent yet.
+/// snapshotted); a member further behind is sent the whole state instead
+/// ([`EntityMessage::Snapshot`]).
 pub const KEPT_COMMITS: usize = 256;
 /// Most bytes of frames one sync reply carries (at least one frame), well under the
 /// transport's message limit; a member further behind asks again.
 pub const MAX_SYNC_REPLY_BYTES: usize = 1 << 20;
+/// Most bytes of an encoded [`EntityMessage::Snapshot`]: the transport's bound on one message
+/// (4 MiB, the node's `net::DEFAULT_MAX_MESSAGE_BYTES`) less room for the envelope around it.
+/// A larger state is not sent in parts: the member that asked is told
+/// ([`EntityMessage::SnapshotTooLarge`]) and stays behind.
+pub const MAX_SNAPSHOT_BYTES: usize = (4 << 20) - (4 << 10);
 /// How long a member that fell behind waits before asking again from the same height, in
 /// milliseconds: a flood of frames from ahead makes one request, not one each.
 pub const SYNC_RETRY_MS: u64 = 1_000;
@@ -115,6 +128,16 @@ pub enum EntityMessage {
     SignSettlement { peer: EntityId, digest: Hash },
     /// A member's signature over `digest`, for the proposer's signing round.
     Signed { digest: Hash, signature: Signature },
+    /// To a member that asked for frames older than the ones kept: the sender's committed state
+    /// and the frame that committed it, with its certificate (the frame commits to the state's
+    /// hash). Appended after the other variants, so that their encodings do not change.
+    Snapshot {
+        state: Box<EntityState>,
+        commit: CommittedFrame,
+    },
+    /// Instead of a snapshot: the sender's state at `committed_height` encodes to `bytes`, more
+    /// than [`MAX_SNAPSHOT_BYTES`].
+    SnapshotTooLarge { committed_height: u64, bytes: u64 },
 }
 
 /// Why a consensus message was refused. The replica is unchanged.
@@ -154,14 +177,23 @@ pub enum ConsensusError {
     NotProposer,
     #[error("the proposer does not take this message")]
     ProposerOnly,
-    #[error(
-        "committed height {height} is further behind than the {KEPT_COMMITS} frames members keep \
-         (the oldest kept is {oldest_kept}): catching up needs a state snapshot, which is not \
-         implemented"
-    )]
-    TooFarBehind { height: u64, oldest_kept: u64 },
-    #[error("sync reply: frame {height} does not follow the frame before it")]
+    #[error("sync reply: frame {height} does not follow our committed frame or the one before it")]
     SyncGap { height: u64 },
+    #[error("state snapshot of entity {entity}, not of ours")]
+    SnapshotOfAnotherEntity { entity: EntityId },
+    #[error("state snapshot at height {height}: its board is not ours (a board does not change)")]
+    SnapshotOfAnotherBoard { height: u64 },
+    #[error(
+        "state snapshot at height {height}: the state sent is not the one the committed frame \
+         commits to"
+    )]
+    SnapshotMismatch { height: u64 },
+    #[error(
+        "we are further behind than the {KEPT_COMMITS} frames members keep, and the member's \
+         state at height {height} encodes to {bytes} bytes, more than the {MAX_SNAPSHOT_BYTES} a \
+         state snapshot may take: this replica cannot catch up from it"
+    )]
+    SnapshotTooLarge { height: u64, bytes: u64 },
     #[error("only the proposer asks for signatures")]
     SignNotFromProposer,
     #[error("this replica has no chain digests: it cannot check what it is asked to sign")]
@@ -214,6 +246,13 @@ pub enum ReplicaOutput {
     },
     /// A frame was committed at this height.
     Committed {
+        height: u64,
+        frame_hash: Hash,
+    },
+    /// We went from committed height `from` to `height` (the frame `frame_hash`) by a state
+    /// snapshot: the frames between were not replayed, so their events did not come out.
+    SnapshotApplied {
+        from: u64,
         height: u64,
         frame_hash: Hash,
     },
@@ -459,6 +498,17 @@ impl EntityReplica {
                 self.on_sign_settlement(from, peer, digest, key, digests)
             }
             EntityMessage::Signed { digest, signature } => self.on_signed(from, digest, signature),
+            EntityMessage::Snapshot { state, commit } => self.on_snapshot(from, *state, commit),
+            EntityMessage::SnapshotTooLarge {
+                committed_height,
+                bytes,
+            } => {
+                self.check_catch_up_from(from)?;
+                Err(ConsensusError::SnapshotTooLarge {
+                    height: committed_height,
+                    bytes,
+                })
+            }
         }
     }
 
@@ -946,7 +996,7 @@ impl EntityReplica {
     }
 
     /// Sends a member the kept commits from `from_height` on, as many as fit in one reply. A
-    /// member further behind than what is kept gets the oldest kept frame only: it tells it so.
+    /// member further behind than what is kept is sent our committed state instead.
     fn on_sync_request(
         &self,
         from: Address,
@@ -958,7 +1008,9 @@ impl EntityReplica {
         let Some(oldest_kept) = self.kept_commits.front().map(|k| k.commit.frame.height) else {
             return Ok(Vec::new());
         };
-        let too_far_behind = from_height < oldest_kept;
+        if from_height < oldest_kept {
+            return Ok(self.snapshot_for(from));
+        }
         let mut commits = Vec::new();
         let mut bytes = 0;
         for kept in &self.kept_commits {
@@ -970,9 +1022,6 @@ impl EntityReplica {
                 break;
             }
             commits.push(kept.commit.clone());
-            if too_far_behind {
-                break;
-            }
         }
         if commits.is_empty() {
             return Ok(Vec::new());
@@ -986,6 +1035,47 @@ impl EntityReplica {
         }])
     }
 
+    /// Our committed state with the frame that committed it, for `member`; or, if it would not
+    /// fit in a message, how large it is.
+    fn snapshot_for(&self, member: Address) -> Vec<ReplicaOutput> {
+        // The last kept frame is the one that committed our state: both change together.
+        let Some(latest) = self
+            .kept_commits
+            .back()
+            .filter(|kept| kept.commit.frame.height == self.state.height)
+        else {
+            return Vec::new();
+        };
+        let snapshot = EntityMessage::Snapshot {
+            state: Box::new(self.state.clone()),
+            commit: latest.commit.clone(),
+        };
+        let bytes = crate::codec::encode(&snapshot).len();
+        let message = if bytes > MAX_SNAPSHOT_BYTES {
+            EntityMessage::SnapshotTooLarge {
+                committed_height: self.state.height,
+                bytes: bytes as u64,
+            }
+        } else {
+            snapshot
+        };
+        vec![ReplicaOutput::ToMember {
+            signer: member,
+            message,
+        }]
+    }
+
+    /// Whether a member that fell behind takes commits or a state from `from`.
+    fn check_catch_up_from(&self, from: Address) -> Result<(), ConsensusError> {
+        if self.is_proposer() {
+            return Err(ConsensusError::ProposerOnly);
+        }
+        if from == self.signer || self.state.board.weight_of(&from).is_none() {
+            return Err(ConsensusError::NotAMember);
+        }
+        Ok(())
+    }
+
     /// Applies the commits of a sync reply in order, each checked as a commit is. One bad
     /// frame refuses the whole reply and changes nothing. Frames we have are skipped; if the
     /// sender has more, we ask for them.
@@ -996,12 +1086,7 @@ impl EntityReplica {
         committed_height: u64,
         now: u64,
     ) -> Result<Vec<ReplicaOutput>, ConsensusError> {
-        if self.is_proposer() {
-            return Err(ConsensusError::ProposerOnly);
-        }
-        if from == self.signer || self.state.board.weight_of(&from).is_none() {
-            return Err(ConsensusError::NotAMember);
-        }
+        self.check_catch_up_from(from)?;
         let mut caught_up = self.clone();
         let mut outputs = Vec::new();
         for CommittedFrame { frame, certificate } in &commits {
@@ -1010,15 +1095,8 @@ impl EntityReplica {
                 continue;
             }
             if frame.height > height + 1 {
-                return Err(if height == self.state.height {
-                    ConsensusError::TooFarBehind {
-                        height,
-                        oldest_kept: frame.height,
-                    }
-                } else {
-                    ConsensusError::SyncGap {
-                        height: frame.height,
-                    }
+                return Err(ConsensusError::SyncGap {
+                    height: frame.height,
                 });
             }
             outputs.extend(caught_up.apply_commit(frame, certificate, now)?);
@@ -1028,6 +1106,66 @@ impl EntityReplica {
             outputs.extend(self.ask_for_commits(from, now));
         }
         Ok(outputs)
+    }
+
+    /// Takes a member's committed state in place of ours, the frames between unreplayed, if
+    /// our board's quorum committed it: the frame is above our height, its certificate reaches
+    /// our board's threshold over its hash (which binds our entity id), and the state sent is
+    /// the one the frame commits to, hashed here. Refused, nothing changes.
+    fn on_snapshot(
+        &mut self,
+        from: Address,
+        state: EntityState,
+        commit: CommittedFrame,
+    ) -> Result<Vec<ReplicaOutput>, ConsensusError> {
+        self.check_catch_up_from(from)?;
+        let CommittedFrame { frame, certificate } = commit;
+        let height = frame.height;
+        if height <= self.state.height {
+            return Err(ConsensusError::Stale {
+                height,
+                committed: self.state.height,
+            });
+        }
+        if state.id != self.state.id {
+            return Err(ConsensusError::SnapshotOfAnotherEntity { entity: state.id });
+        }
+        // No transaction changes a board, so the one we know is the one that signs the frame.
+        let frame_hash = frame.hash(&self.state.id);
+        self.state
+            .board
+            .verify_quorum(&frame_hash, &certificate)
+            .map_err(|error| ConsensusError::NoQuorum { height, error })?;
+        // Rebuilt from its encoding: no cache that came with it (the Merkle roots, the board's
+        // keys) is read or kept.
+        let mut state: EntityState =
+            crate::codec::decode("entity state", &crate::codec::encode(&state))
+                .map_err(|_| ConsensusError::SnapshotMismatch { height })?;
+        if state.board != self.state.board {
+            return Err(ConsensusError::SnapshotOfAnotherBoard { height });
+        }
+        // A frame's state hash is taken before the frame's own hash becomes the `prev_hash`.
+        state.prev_hash = frame.prev_hash;
+        if state.height != height || state.hash() != frame.state_hash {
+            return Err(ConsensusError::SnapshotMismatch { height });
+        }
+        state.prev_hash = frame_hash;
+
+        let from_height = self.state.height;
+        self.state = state;
+        // A member precommits only one above its committed height, so at or below `height`:
+        // those heights are committed now, and a proposal at one is refused as stale.
+        self.locked = self.locked.take().filter(|locked| locked.height > height);
+        // The frames we kept end below the snapshot's; from it on they follow again. The chain
+        // requests we kept stay, with the nonces they were signed at (those of the frames
+        // skipped are not known here: this member does not co-sign them).
+        self.kept_commits.clear();
+        self.keep_commit(frame_hash, frame, certificate);
+        Ok(vec![ReplicaOutput::SnapshotApplied {
+            from: from_height,
+            height,
+            frame_hash,
+        }])
     }
 }
 

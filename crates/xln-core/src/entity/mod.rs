@@ -12,7 +12,7 @@ mod tests;
 pub use consensus::{
     ChainDigests, CommittedFrame, ConsensusError, EntityFrame, EntityMessage, EntityReplica,
     KEPT_CHAIN_REQUESTS, KEPT_COMMITS, MAX_ENTITY_CLOCK_SKEW_MS, MAX_ENTITY_FRAME_TXS,
-    MAX_SYNC_REPLY_BYTES, ReplicaOutput, SYNC_RETRY_MS,
+    MAX_SNAPSHOT_BYTES, MAX_SYNC_REPLY_BYTES, ReplicaOutput, SYNC_RETRY_MS,
 };
 pub use htlc::{
     FINAL_EXPIRY_BLOCKS, FINAL_EXPIRY_MS, HOP_EXPIRY_MARGIN_BLOCKS, HOP_EXPIRY_MARGIN_MS,

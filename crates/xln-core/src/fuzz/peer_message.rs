@@ -627,11 +627,31 @@ pub(crate) fn seeds() -> Vec<Vec<u8>> {
 /// What a board member that fell behind sends and is sent, from B to A (B is not on A's board).
 fn catch_up_messages() -> Vec<Envelope> {
     let t = &setup().template;
+    let replica = t.nodes[A].replica();
+    let state = t.states[A].replicas[&replica].state().clone();
+    let frame = crate::entity::EntityFrame {
+        height: state.height + 1,
+        timestamp: state.timestamp,
+        txs: Vec::new(),
+        prev_hash: state.prev_hash,
+        state_hash: state.hash(),
+    };
     [
         EntityMessage::SyncRequest { from_height: 0 },
         EntityMessage::SyncReply {
             commits: Vec::new(),
             committed_height: 5,
+        },
+        EntityMessage::Snapshot {
+            state: Box::new(state),
+            commit: crate::entity::CommittedFrame {
+                frame,
+                certificate: QuorumSignature(Vec::new()),
+            },
+        },
+        EntityMessage::SnapshotTooLarge {
+            committed_height: 5,
+            bytes: 5 << 20,
         },
     ]
     .into_iter()

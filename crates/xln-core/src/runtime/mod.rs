@@ -167,6 +167,14 @@ pub enum RuntimeEvent {
         height: u64,
         frame_hash: Hash,
     },
+    /// The replica went from committed height `from` to `height` by a state snapshot, the
+    /// frames between unreplayed.
+    SnapshotApplied {
+        replica: ReplicaId,
+        from: u64,
+        height: u64,
+        frame_hash: Hash,
+    },
     TxDropped {
         replica: ReplicaId,
         tx: Box<EntityTx>,
@@ -563,6 +571,19 @@ impl Runtime {
                 ReplicaOutput::Committed { height, frame_hash } => {
                     run.out.events.push(RuntimeEvent::Committed {
                         replica: from,
+                        height,
+                        frame_hash,
+                    });
+                    continue;
+                }
+                ReplicaOutput::SnapshotApplied {
+                    from: from_height,
+                    height,
+                    frame_hash,
+                } => {
+                    run.out.events.push(RuntimeEvent::SnapshotApplied {
+                        replica: from,
+                        from: from_height,
                         height,
                         frame_hash,
                     });

@@ -1,9 +1,10 @@
 //! A member of a 2-of-3 board that missed commits catches up from the frames the proposer
-//! keeps; forged replies change nothing; a member further behind than what is kept is told so.
+//! keeps, or from its state when it is further behind than those; forged replies and
+//! snapshots change nothing.
 
 use super::*;
 use crate::board::{BoardMember, QuorumSignature};
-use crate::entity::{CommittedFrame, EntityFrame, KEPT_COMMITS, SYNC_RETRY_MS};
+use crate::entity::{CommittedFrame, EntityFrame, KEPT_COMMITS, MAX_SNAPSHOT_BYTES, SYNC_RETRY_MS};
 
 fn key(n: u8) -> SignerKey {
     SignerKey::from_bytes(&[n; 32]).unwrap()
@@ -22,6 +23,12 @@ struct Hub {
     lost: Vec<Envelope>,
     /// Every refusal, with the runtime that refused.
     rejected: Vec<(usize, RuntimeError)>,
+    /// Every state snapshot taken: (runtime, from height, to height).
+    snapshots: Vec<(usize, u64, u64)>,
+    /// Each runtime's state once its replica was added, and every input it was given since,
+    /// as the node's store keeps them: what a restart replays.
+    starts: Vec<RuntimeState>,
+    wal: Vec<Vec<RuntimeInput>>,
 }
 
 impl Hub {
@@ -50,12 +57,15 @@ impl Hub {
         Hub {
             keys,
             id: board.lazy_entity_id(),
+            starts: runtimes.iter().map(|r| r.state().clone()).collect(),
             runtimes,
             online: [true; 3],
             now: 1_000,
             block: 0,
             lost: Vec::new(),
             rejected: Vec::new(),
+            snapshots: Vec::new(),
+            wal: vec![Vec::new(); 3],
         }
     }
 
@@ -83,13 +93,53 @@ impl Hub {
 
     /// One input at runtime `at`; its refusals are recorded, its messages returned.
     fn apply(&mut self, at: usize, input: RuntimeInput) -> Vec<Envelope> {
+        self.wal[at].push(input.clone());
         let out = self.runtimes[at].apply(input);
         for event in out.events {
-            if let RuntimeEvent::Rejected(error) = event {
-                self.rejected.push((at, error));
+            match event {
+                RuntimeEvent::Rejected(error) => self.rejected.push((at, error)),
+                RuntimeEvent::SnapshotApplied { from, height, .. } => {
+                    self.snapshots.push((at, from, height))
+                }
+                _ => {}
             }
         }
         out.messages
+    }
+
+    /// Runtime `at` rebuilt as a restart does: its first state and every input since, each
+    /// through its encoding (the store's).
+    fn replayed(&self, at: usize) -> Runtime {
+        let start = crate::codec::decode("state", &crate::codec::encode(&self.starts[at]));
+        let mut runtime = Runtime::from_state([self.keys[at].clone()], start.unwrap());
+        for input in &self.wal[at] {
+            let input = crate::codec::decode("input", &crate::codec::encode(input));
+            runtime.apply(input.unwrap());
+        }
+        runtime
+    }
+
+    /// Member 2's delivery of one message from member `from`: its messages, and what it
+    /// refused.
+    fn send_to_member_2(&mut self, from: usize, message: EntityMessage) -> Vec<Envelope> {
+        let envelope = self.envelope(from, 2, message);
+        self.rejected.clear();
+        self.apply(
+            2,
+            RuntimeInput {
+                timestamp: self.now,
+                messages: vec![envelope],
+                ..RuntimeInput::default()
+            },
+        )
+    }
+
+    /// The snapshot the proposer would send now: its committed state and the last kept frame.
+    fn proposer_snapshot(&self) -> (EntityState, CommittedFrame) {
+        let proposer = self.replica(0);
+        let commit = proposer.kept_commits().last().unwrap().clone();
+        assert_eq!(commit.frame.height, proposer.state().height);
+        (proposer.state().clone(), commit)
     }
 
     /// Delivers `messages`, and what they cause, until the network is quiet.
@@ -372,24 +422,332 @@ fn a_forged_sync_reply_is_refused_and_changes_nothing() {
     assert_eq!(hub.replica(2).state().hash(), hub.replica(0).state().hash());
 }
 
+fn is_propose(message: &Envelope) -> bool {
+    matches!(
+        message.payload,
+        Payload::Entity(EntityMessage::Propose { .. })
+    )
+}
+
 #[test]
-fn a_member_further_behind_than_the_kept_commits_is_told_so_and_nothing_changes() {
+fn a_member_further_behind_than_the_kept_commits_catches_up_from_a_state_snapshot() {
     let mut hub = Hub::new();
     hub.commit_block();
+    // Member 2 gets the proposal at height 2 and precommits, then goes offline before the
+    // commit.
     hub.online[2] = false;
-    for _ in 0..KEPT_COMMITS + 1 {
+    hub.commit_block();
+    let proposal_2 = hub.lost.iter().find(|m| is_propose(m)).cloned().unwrap();
+    let input = |hub: &Hub, message: &Envelope| RuntimeInput {
+        timestamp: hub.now,
+        messages: vec![message.clone()],
+        ..RuntimeInput::default()
+    };
+    let precommit = hub.apply(2, input(&hub, &proposal_2));
+    assert!(
+        matches!(
+            &precommit[..],
+            [Envelope {
+                payload: Payload::Entity(EntityMessage::Precommit { height: 2, .. }),
+                ..
+            }]
+        ),
+        "{precommit:?}"
+    );
+    for _ in 0..KEPT_COMMITS {
         hub.commit_block();
     }
     let top = KEPT_COMMITS as u64 + 2;
     assert_eq!(hub.heights(), [top, top, 1]);
     let proposer = hub.replica(0);
     assert_eq!(proposer.kept_commits().count(), KEPT_COMMITS, "bounded");
-    let oldest_kept = proposer.kept_commits().next().unwrap().frame.height;
-    assert_eq!(oldest_kept, top - KEPT_COMMITS as u64 + 1);
-    // Asked from height 2, the proposer sends its oldest frame only.
-    let (commits, _) = hub.reply_to_member_2(2);
-    assert_eq!(commits.len(), 1);
-    assert_eq!(commits[0].frame.height, oldest_kept);
+    assert_eq!(proposer.kept_commits().next().unwrap().frame.height, 3);
+
+    // Back online, member 2 gets the proposal at top + 1 and asks from height 2, which is no
+    // longer kept: the proposer sends its state, committed at top + 1 by then.
+    hub.online[2] = true;
+    hub.rejected.clear();
+    hub.commit_block();
+    assert_eq!(hub.heights(), [top + 1; 3]);
+    assert_eq!(hub.snapshots, [(2, 1, top + 1)]);
+    assert_eq!(hub.replica(2).state(), hub.replica(0).state());
+    assert_eq!(
+        hub.replica(2).state().hash(),
+        hub.replica(0).state().hash_from_scratch()
+    );
+    assert!(hub.rejected.iter().all(|(at, e)| *at == 2
+        && matches!(
+            e,
+            RuntimeError::Consensus {
+                error: ConsensusError::Future { .. },
+                ..
+            }
+        )));
+    // It keeps the frame of the snapshot, so it could serve the frames from there on.
+    let kept: Vec<u64> = hub
+        .replica(2)
+        .kept_commits()
+        .map(|c| c.frame.height)
+        .collect();
+    assert_eq!(kept, [top + 1]);
+
+    // Its precommit at height 2 went with the heights it jumped: the proposal it precommitted
+    // is only stale now.
+    hub.rejected.clear();
+    assert!(hub.apply(2, input(&hub, &proposal_2)).is_empty());
+    assert!(
+        matches!(
+            &hub.rejected[..],
+            [(
+                2,
+                RuntimeError::Consensus {
+                    error: ConsensusError::Stale { height: 2, .. },
+                    ..
+                }
+            )]
+        ),
+        "{:?}",
+        hub.rejected
+    );
+
+    // It follows the next commits as any member: with member 1 offline, 0 and 2 commit.
+    hub.online[1] = false;
+    hub.commit_block();
+    hub.commit_block();
+    assert_eq!(hub.heights(), [top + 3, top + 1, top + 3]);
+    assert_eq!(hub.replica(2).state(), hub.replica(0).state());
+
+    // A restart replays member 2's log, the snapshot with it (an ordinary input), to the same
+    // state.
+    let replayed = hub.replayed(2);
+    assert_eq!(replayed.state(), hub.runtimes[2].state());
+    assert_eq!(
+        replayed.state().hash_from_scratch(),
+        hub.runtimes[2].state().hash()
+    );
+}
+
+#[test]
+fn a_forged_state_snapshot_is_refused_and_changes_nothing() {
+    let mut hub = Hub::new();
+    hub.commit_block();
+    hub.online[2] = false;
+    for _ in 0..3 {
+        hub.commit_block();
+    }
+    assert_eq!(hub.heights(), [4, 4, 1]);
+    let (state, commit) = hub.proposer_snapshot();
+    let id = hub.id;
+    let board_keys = [hub.keys[0].clone(), hub.keys[1].clone()];
+    let strangers = [key(7), key(8)];
+    // The genuine frame changed to commit to `state`, signed by `keys` as a frame of `entity`.
+    let certified = |state: &EntityState, keys: &[SignerKey], entity: &EntityId| {
+        let mut frame = commit.frame.clone();
+        let mut committed = state.clone();
+        committed.prev_hash = frame.prev_hash;
+        frame.state_hash = committed.hash();
+        let hash = frame.hash(entity);
+        let certificate = QuorumSignature(keys.iter().map(|k| k.sign(&hash)).collect());
+        CommittedFrame { frame, certificate }
+    };
+    let mut richer = state.clone();
+    richer.reserves.insert(1, 1_000_000);
+    let older = hub.replica(1).kept_commits().nth(2).unwrap().clone();
+    assert_eq!(older.frame.height, 3);
+    let mut one_signature = commit.clone();
+    one_signature.certificate.0.truncate(1);
+    let another_entity = EntityId([9; 32]);
+    let mut of_another_entity = state.clone();
+    of_another_entity.id = another_entity;
+    let mut of_another_board = state.clone();
+    of_another_board.board = Board::single(hub.keys[0].address());
+    let behind = hub.replica(2).state().clone();
+    let behind_commit = hub.replica(0).kept_commits().next().unwrap().clone();
+    assert_eq!(behind_commit.frame.height, behind.height);
+
+    type Case = (
+        &'static str,
+        EntityState,
+        CommittedFrame,
+        fn(&ConsensusError) -> bool,
+    );
+    let no_quorum = |e: &ConsensusError| matches!(e, ConsensusError::NoQuorum { height: 4, .. });
+    let mismatch = |e: &ConsensusError| matches!(e, ConsensusError::SnapshotMismatch { height: 4 });
+    let cases: Vec<Case> = vec![
+        (
+            "a state the frame does not commit to",
+            richer,
+            commit.clone(),
+            mismatch,
+        ),
+        (
+            "an earlier state under the latest frame",
+            behind.clone(),
+            commit.clone(),
+            mismatch,
+        ),
+        (
+            "the genuine frame under an earlier frame's certificate",
+            state.clone(),
+            CommittedFrame {
+                frame: commit.frame.clone(),
+                certificate: older.certificate.clone(),
+            },
+            no_quorum,
+        ),
+        (
+            "one signature of two",
+            state.clone(),
+            one_signature,
+            no_quorum,
+        ),
+        (
+            "signed by strangers",
+            state.clone(),
+            certified(&state, &strangers, &id),
+            no_quorum,
+        ),
+        (
+            "a frame of another entity",
+            state.clone(),
+            certified(&state, &board_keys, &another_entity),
+            no_quorum,
+        ),
+        (
+            "the state of another entity",
+            of_another_entity.clone(),
+            certified(&of_another_entity, &board_keys, &id),
+            |e| matches!(e, ConsensusError::SnapshotOfAnotherEntity { .. }),
+        ),
+        (
+            "a state with another board",
+            of_another_board.clone(),
+            certified(&of_another_board, &board_keys, &id),
+            |e| matches!(e, ConsensusError::SnapshotOfAnotherBoard { height: 4 }),
+        ),
+        ("a frame not above our height", behind, behind_commit, |e| {
+            matches!(
+                e,
+                ConsensusError::Stale {
+                    height: 1,
+                    committed: 1
+                }
+            )
+        }),
+    ];
+    let before = hub.replica(2).clone();
+    for (what, state, commit, expected) in cases {
+        let out = hub.send_to_member_2(
+            1,
+            EntityMessage::Snapshot {
+                state: Box::new(state),
+                commit,
+            },
+        );
+        assert!(out.is_empty(), "{what}: {out:?}");
+        assert!(
+            matches!(
+                &hub.rejected[..],
+                [(2, RuntimeError::Consensus { error, .. })] if expected(error)
+            ),
+            "{what}: {:?}",
+            hub.rejected
+        );
+        assert_eq!(hub.replica(2), &before, "{what}: the replica changed");
+    }
+    // The genuine snapshot from outside the board.
+    let mut from_a_stranger = hub.envelope(
+        1,
+        2,
+        EntityMessage::Snapshot {
+            state: Box::new(state.clone()),
+            commit: commit.clone(),
+        },
+    );
+    from_a_stranger.from.signer = strangers[0].address();
+    hub.rejected.clear();
+    hub.apply(
+        2,
+        RuntimeInput {
+            timestamp: hub.now,
+            messages: vec![from_a_stranger],
+            ..RuntimeInput::default()
+        },
+    );
+    assert!(
+        matches!(
+            &hub.rejected[..],
+            [(
+                2,
+                RuntimeError::Consensus {
+                    error: ConsensusError::NotAMember,
+                    ..
+                }
+            )]
+        ),
+        "{:?}",
+        hub.rejected
+    );
+    assert_eq!(hub.replica(2), &before);
+    assert!(hub.snapshots.is_empty());
+
+    // The genuine one, from any member, goes through; the member then commits with the others.
+    assert!(
+        hub.send_to_member_2(
+            1,
+            EntityMessage::Snapshot {
+                state: Box::new(state),
+                commit,
+            },
+        )
+        .is_empty()
+    );
+    assert!(hub.rejected.is_empty(), "{:?}", hub.rejected);
+    assert_eq!(hub.snapshots, [(2, 1, 4)]);
+    assert_eq!(hub.heights(), [4, 4, 4]);
+    hub.online[2] = true;
+    hub.online[1] = false;
+    hub.commit_block();
+    assert_eq!(hub.heights(), [5, 4, 5]);
+    assert_eq!(hub.replica(2).state().hash(), hub.replica(0).state().hash());
+}
+
+#[test]
+fn a_state_too_large_for_one_message_is_not_sent_and_the_member_is_told_why() {
+    let mut hub = Hub::new();
+    hub.commit_block();
+    hub.online[2] = false;
+    for _ in 0..KEPT_COMMITS {
+        hub.commit_block();
+    }
+    // Then it opens enough accounts that its state no longer fits in one message.
+    let mut peers = 0u32;
+    while crate::codec::encode(hub.replica(0).state()).len() <= MAX_SNAPSHOT_BYTES {
+        let txs: Vec<EntityTx> = (peers..peers + 5_000)
+            .map(|n| {
+                let mut signer = [0x70; 20];
+                signer[..4].copy_from_slice(&n.to_be_bytes());
+                let peer_board = Board::single(Address(signer));
+                EntityTx::OpenAccount {
+                    peer: peer_board.lazy_entity_id(),
+                    peer_board,
+                }
+            })
+            .collect();
+        peers += 5_000;
+        let submit = RuntimeInput {
+            timestamp: hub.now,
+            commands: vec![Command::Submit {
+                entity: hub.id,
+                txs,
+            }],
+            ..RuntimeInput::default()
+        };
+        let messages = hub.apply(0, submit);
+        hub.deliver(messages);
+    }
+    let top = hub.heights()[0];
+    assert!(hub.replica(0).kept_commits().next().unwrap().frame.height > 2);
 
     hub.online[2] = true;
     let before = hub.replica(2).clone();
@@ -397,35 +755,18 @@ fn a_member_further_behind_than_the_kept_commits_is_told_so_and_nothing_changes(
     hub.commit_block();
     assert_eq!(hub.heights(), [top + 1, top + 1, 1]);
     assert_eq!(hub.replica(2).state(), before.state());
-    // The oldest kept frame named is the proposer's when it answered (a frame or more later
-    // than `oldest_kept` above); the member asked from height 2, which is no longer kept.
-    let told = hub.rejected.iter().any(|(at, e)| {
-        *at == 2
-            && matches!(
-                e,
-                RuntimeError::Consensus {
-                    error: ConsensusError::TooFarBehind {
-                        height: 1,
-                        oldest_kept: told_oldest,
-                    },
-                    ..
-                } if *told_oldest > 2
-            )
+    assert!(hub.snapshots.is_empty());
+    let told = hub.rejected.iter().find_map(|(at, e)| match e {
+        RuntimeError::Consensus {
+            error: error @ ConsensusError::SnapshotTooLarge { bytes, .. },
+            ..
+        } if *at == 2 => Some((*bytes, error.to_string())),
+        _ => None,
     });
-    assert!(told, "{:?}", hub.rejected);
-    let message = hub
-        .rejected
-        .iter()
-        .find(|(_, e)| {
-            matches!(
-                e,
-                RuntimeError::Consensus {
-                    error: ConsensusError::TooFarBehind { .. },
-                    ..
-                }
-            )
-        })
-        .map(|(_, e)| e.to_string())
-        .unwrap();
-    assert!(message.contains("state snapshot"), "{message}");
+    let (bytes, message) = told.unwrap_or_else(|| panic!("{:?}", hub.rejected));
+    assert!(bytes > MAX_SNAPSHOT_BYTES as u64);
+    assert!(
+        message.contains(&MAX_SNAPSHOT_BYTES.to_string()),
+        "{message}"
+    );
 }
