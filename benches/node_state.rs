@@ -127,14 +127,13 @@ impl Line {
     }
 
     fn apply(&mut self, at: usize, input: RuntimeInput) -> Vec<Envelope> {
-        let logged = (at == 1).then(|| input.clone());
+        let logged = (at == 1).then(|| (input.clone(), self.runtimes[1].state().hash()));
         let out = self.runtimes[at].apply(input);
-        if let Some(input) = logged {
+        if let Some((input, state_before)) = logged {
             self.seq += 1;
-            let hash = self.runtimes[1].state().hash();
             self.logged += self
                 .store
-                .append_batch(&[(self.seq, &input, hash)])
+                .append_batch(&[(self.seq, &input, state_before)])
                 .unwrap();
             if self.seq - self.last_snapshot >= SNAPSHOT_EVERY
                 || self.logged >= SNAPSHOT_EVERY_BYTES

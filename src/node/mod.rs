@@ -14,6 +14,7 @@ mod orders;
 pub mod settlement;
 mod signing;
 mod view;
+mod wal;
 mod writer;
 
 use crate::api::{NodeLink, NodeView, PendingRequest};
@@ -122,16 +123,16 @@ pub fn recover(store: &Store, key: &SignerKey) -> anyhow::Result<(Runtime, u64, 
         .with_chain_digests(Arc::new(crate::chain::batch::AbiDigests));
     let mut seq = recovered.snapshot_seq;
     for logged in recovered.replay {
-        runtime.apply(logged.input);
-        if logged.state_hash != xln_core::crypto::Hash::ZERO
-            && runtime.state().hash() != logged.state_hash
+        if logged.state_before != xln_core::crypto::Hash::ZERO
+            && runtime.state().hash() != logged.state_before
         {
             anyhow::bail!(
-                "replaying input {} gave another state than the one recorded: the store and \
-                 this xln disagree; nothing was changed",
-                logged.seq
+                "replaying the inputs up to {} gave another state than the one recorded: the \
+                 store and this xln disagree; nothing was changed",
+                logged.seq - 1
             );
         }
+        runtime.apply(logged.input);
         seq = logged.seq;
     }
     // Cut a torn tail, so that new inputs follow the good ones.
@@ -273,9 +274,12 @@ pub async fn start(setup: NodeSetup) -> anyhow::Result<RunningNode> {
     };
 
     let (views_tx, views_rx) = watch::channel(Arc::new(NodeView::default()));
+    let store = Arc::new(store);
+    let wal = wal::WalAppender::start(store.clone()).context("starting the WAL appender")?;
     let mut writer = writer::Writer::new(writer::WriterParts {
         runtime,
         store,
+        wal,
         seq,
         entity,
         board,
@@ -347,5 +351,49 @@ impl RunningNode {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xln_core::crypto::Hash;
+    use xln_core::runtime::RuntimeInput;
+
+    /// Logs two inputs, the second with `second_before` as the state it was applied to.
+    fn log_two(store: &Store, second_before: Option<Hash>) {
+        let key = SignerKey::from_bytes(&[5; 32]).unwrap();
+        let mut runtime = Runtime::new([key]);
+        for (seq, timestamp) in [(1, 1_000), (2, 2_000)] {
+            let input = RuntimeInput {
+                timestamp,
+                ..RuntimeInput::default()
+            };
+            let before = match second_before {
+                Some(hash) if seq == 2 => hash,
+                _ => runtime.state().hash(),
+            };
+            store.append(seq, &input, &before).unwrap();
+            runtime.apply(input);
+        }
+    }
+
+    #[test]
+    fn recovery_checks_each_recorded_state_and_refuses_a_replay_that_meets_another() {
+        let key = SignerKey::from_bytes(&[5; 32]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let good = Store::open(&dir.path().join("good.redb")).unwrap();
+        log_two(&good, None);
+        let (runtime, seq, warnings) = recover(&good, &key).unwrap();
+        assert_eq!((seq, runtime.state().timestamp), (2, 2_000));
+        assert!(warnings.is_empty(), "{warnings:?}");
+
+        let bad = Store::open(&dir.path().join("bad.redb")).unwrap();
+        log_two(&bad, Some(Hash([9; 32])));
+        let error = recover(&bad, &key).err().expect("refused");
+        assert!(
+            error.to_string().contains("inputs up to 1") && error.to_string().contains("disagree"),
+            "{error:#}"
+        );
     }
 }

@@ -2,13 +2,14 @@
 //!
 //! Each turn takes what arrived (requests, peer messages, chain ranges), makes runtime inputs of
 //! it (one per peer, so a bad message is traced to its sender, and one for our own commands and
-//! chain events), applies them, appends them to the WAL in one transaction, and only then sends
-//! the outputs.
+//! chain events), appends them to the WAL in one transaction while it applies them (see
+//! `wal`), and only once they are on disk sends the outputs.
 
 use super::chain_worker::ChainJob;
 use super::metrics::{Metrics, PaymentOutcome, gauge_value};
 use super::netting::{self, NettingBatch};
 use super::orders::{self, NEVER_EXPIRES_MS, Orders};
+use super::wal::WalAppender;
 use super::{NodeInput, settlement, signing, view};
 use crate::api::{
     BOOK_ORDERS_SHOWN, ChainStatus, ChainTxView, ForwardView, ForwardsView, FrameSummary, LogLevel,
@@ -88,7 +89,8 @@ fn random_bytes() -> [u8; 32] {
 
 pub(super) struct WriterParts {
     pub runtime: Runtime,
-    pub store: Store,
+    pub store: Arc<Store>,
+    pub wal: WalAppender,
     pub seq: u64,
     pub entity: EntityId,
     pub board: Board,
@@ -105,7 +107,11 @@ pub(super) struct WriterParts {
 
 pub(super) struct Writer {
     runtime: Runtime,
-    store: Store,
+    store: Arc<Store>,
+    wal: WalAppender,
+    /// The hash of the runtime's state, kept up to date by each turn: the next turn logs it
+    /// with its first input (see `Store::append_batch`).
+    state_hash: Hash,
     seq: u64,
     last_snapshot_seq: u64,
     /// Bytes logged since the last snapshot.
@@ -207,8 +213,10 @@ impl Writer {
         Self {
             last_snapshot_seq: parts.seq,
             logged_since_snapshot: 0,
+            state_hash: parts.runtime.state().hash(),
             runtime: parts.runtime,
             store: parts.store,
+            wal: parts.wal,
             seq: parts.seq,
             entity: parts.entity,
             board: parts.board,
@@ -707,34 +715,35 @@ impl Writer {
         }
     }
 
-    /// Applies the inputs in order and appends them to the WAL in one transaction. Only the
-    /// last input's state hash is recorded (a hash is a pass over the whole state).
+    /// Appends the inputs to the WAL in one transaction and applies them in order meanwhile;
+    /// returns their outputs once the inputs are on disk. Only the state before the first
+    /// input is recorded (a hash is a pass over the state's roots), and the hash after the
+    /// last is computed while the disk syncs.
     fn apply_and_persist(
         &mut self,
         inputs: Vec<(RuntimeInput, Option<Address>)>,
     ) -> anyhow::Result<Vec<(RuntimeOutput, Option<Address>)>> {
-        let count = inputs.len();
-        let mut logged: Vec<(u64, RuntimeInput, Hash)> = Vec::with_capacity(count);
-        let mut outputs = Vec::with_capacity(count);
-        for (index, (input, peer)) in inputs.into_iter().enumerate() {
-            let out = self.runtime.apply(input.clone());
-            self.seq += 1;
-            let hash = if index + 1 == count {
-                self.runtime.state().hash()
-            } else {
-                Hash::ZERO
-            };
-            logged.push((self.seq, input, hash));
-            outputs.push((out, peer));
-        }
-        let entries: Vec<(u64, &RuntimeInput, Hash)> = logged
+        let first_seq = self.seq + 1;
+        let entries = inputs
             .iter()
-            .map(|(seq, input, hash)| (*seq, input, *hash))
+            .zip(first_seq..)
+            .map(|((input, _), seq)| {
+                let state_before = if seq == first_seq {
+                    self.state_hash
+                } else {
+                    Hash::ZERO
+                };
+                (seq, input.clone(), state_before)
+            })
             .collect();
-        self.logged_since_snapshot += self
-            .store
-            .append_batch(&entries)
-            .map_err(|e| anyhow::anyhow!("writing the WAL: {e}"))?;
+        let pending = self.wal.append(entries);
+        let outputs: Vec<(RuntimeOutput, Option<Address>)> = inputs
+            .into_iter()
+            .map(|(input, peer)| (self.runtime.apply(input), peer))
+            .collect();
+        self.seq += outputs.len() as u64;
+        self.state_hash = self.runtime.state().hash();
+        self.logged_since_snapshot += pending.wait()?;
         if self.seq - self.last_snapshot_seq >= self.config.node.snapshot_every
             || self.logged_since_snapshot >= self.config.node.snapshot_every_bytes
         {

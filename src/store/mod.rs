@@ -59,12 +59,14 @@ fn db_error(error: impl std::fmt::Display) -> StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-/// An input to replay, and the state hash it must lead to.
+/// An input to replay, and the hash of the state it was applied to ([`Hash::ZERO`]: not
+/// recorded): replay checks it before applying the input, so each recorded hash checks the
+/// replay of every input before it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoggedInput {
     pub seq: u64,
     pub input: RuntimeInput,
-    pub state_hash: Hash,
+    pub state_before: Hash,
 }
 
 /// What start-up resumes from.
@@ -115,14 +117,17 @@ impl Store {
         })
     }
 
-    /// Durably appends input `seq` (the next after the last) and the state hash it led to.
-    pub fn append(&self, seq: u64, input: &RuntimeInput, state_hash: &Hash) -> Result<()> {
-        self.append_batch(&[(seq, input, *state_hash)]).map(|_| ())
+    /// Durably appends input `seq` (the next after the last) and the hash of the state it is
+    /// applied to.
+    pub fn append(&self, seq: u64, input: &RuntimeInput, state_before: &Hash) -> Result<()> {
+        self.append_batch(&[(seq, input, *state_before)])
+            .map(|_| ())
     }
 
     /// Durably appends several inputs in one write transaction (one sync to disk): the node's
-    /// group commit. A state hash of [`Hash::ZERO`] means "not recorded": computing it costs a
-    /// pass over the whole state, so the node records it for the last input of a batch only.
+    /// group commit. A state hash of [`Hash::ZERO`] means "not recorded": the node records the
+    /// state before the first input of a batch only. The hash before an input, not after it,
+    /// so that the node can log the inputs while it applies them.
     /// Returns the bytes logged, which the node counts to decide when to snapshot.
     pub fn append_batch(&self, entries: &[(u64, &RuntimeInput, Hash)]) -> Result<u64> {
         let mut logged: u64 = 0;
@@ -134,11 +139,11 @@ impl Store {
                 .map_err(db_error)?
                 .map(|(k, _)| k.value())
                 .unwrap_or(0);
-            for (seq, input, state_hash) in entries {
+            for (seq, input, state_before) in entries {
                 if *seq <= last {
                     return Err(StoreError::OutOfOrder { seq: *seq, last });
                 }
-                let mut value = state_hash.0.to_vec();
+                let mut value = state_before.0.to_vec();
                 value.extend(encode(*input));
                 wal.insert(*seq, value.as_slice()).map_err(db_error)?;
                 logged += value.len() as u64;
@@ -225,10 +230,10 @@ impl Store {
             let (key, value) = entry.map_err(db_error)?;
             let seq = key.value();
             match load_input(value.value()) {
-                Some((state_hash, input)) => recovered.replay.push(LoggedInput {
+                Some((state_before, input)) => recovered.replay.push(LoggedInput {
                     seq,
                     input,
-                    state_hash,
+                    state_before,
                 }),
                 None => {
                     recovered.warnings.push(format!(

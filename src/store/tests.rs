@@ -62,16 +62,17 @@ fn inputs(count: usize) -> (Vec<SignerKey>, Vec<RuntimeInput>) {
     (keys, inputs)
 }
 
-/// Applies and logs every input; snapshots after the ones in `snapshot_after`.
+/// Logs and applies every input; snapshots after the ones in `snapshot_after`. Returns the
+/// state hash after each input.
 fn run(store: &Store, count: usize, snapshot_after: &[u64]) -> (Vec<SignerKey>, Vec<Hash>) {
     let (keys, inputs) = inputs(count);
     let mut runtime = Runtime::new(keys.clone());
     let mut hashes = Vec::new();
     for (i, input) in inputs.into_iter().enumerate() {
         let seq = i as u64 + 1;
-        runtime.apply(input.clone());
+        store.append(seq, &input, &runtime.state().hash()).unwrap();
+        runtime.apply(input);
         let hash = runtime.state().hash();
-        store.append(seq, &input, &hash).unwrap();
         hashes.push(hash);
         if snapshot_after.contains(&seq) {
             store.snapshot(seq, runtime.state()).unwrap();
@@ -85,13 +86,13 @@ fn resume(store: &Store, keys: &[SignerKey]) -> (Hash, Recovered) {
     let recovered = store.recover().unwrap();
     let mut runtime = Runtime::from_state(keys.to_vec(), recovered.state.clone());
     for logged in &recovered.replay {
-        runtime.apply(logged.input.clone());
         assert_eq!(
             runtime.state().hash(),
-            logged.state_hash,
+            logged.state_before,
             "input {}",
             logged.seq
         );
+        runtime.apply(logged.input.clone());
     }
     (runtime.state().hash(), recovered)
 }
