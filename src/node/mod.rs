@@ -2,9 +2,9 @@
 //!
 //! One writer task owns the runtime and the store. Everything else (peer sessions, the chain
 //! follower and submitter, the control socket, an embedded console) talks to it through
-//! channels. The writer batches what arrived into runtime inputs, appends them to the WAL in
-//! one write transaction, applies them, and only then lets their outputs leave the process
-//! (persist before send).
+//! channels. The writer batches what arrived into runtime inputs, has them appended to the WAL
+//! in one write transaction (the `wal` thread) while it applies them, and lets their outputs
+//! leave the process only once that transaction is on disk (persist before send).
 
 mod chain_worker;
 pub mod control;
