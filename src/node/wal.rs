@@ -18,13 +18,17 @@ pub(super) type Entries = Vec<(u64, RuntimeInput, Hash)>;
 
 pub(super) struct WalAppender {
     jobs: Option<mpsc::Sender<Entries>>,
-    done: mpsc::Receiver<store::Result<u64>>,
+    /// Each append's result, named by its last input's number.
+    done: mpsc::Receiver<(u64, store::Result<u64>)>,
     thread: Option<JoinHandle<()>>,
 }
 
-/// An append under way: the bytes logged once it is on disk.
+/// An append under way (of inputs up to `last_seq`): the bytes logged once it is on disk.
 #[must_use = "outputs may leave only once the append is on disk"]
-pub(super) struct PendingAppend<'a>(&'a WalAppender);
+pub(super) struct PendingAppend<'a> {
+    wal: &'a WalAppender,
+    last_seq: u64,
+}
 
 impl WalAppender {
     pub fn start(store: Arc<Store>) -> std::io::Result<Self> {
@@ -34,11 +38,13 @@ impl WalAppender {
             .name("xln-wal".into())
             .spawn(move || {
                 for entries in job_rx {
+                    let last_seq = entries.last().map_or(0, |(seq, _, _)| *seq);
                     let borrowed: Vec<(u64, &RuntimeInput, Hash)> = entries
                         .iter()
                         .map(|(seq, input, state_before)| (*seq, input, *state_before))
                         .collect();
-                    if done_tx.send(store.append_batch(&borrowed)).is_err() {
+                    let result = store.append_batch(&borrowed);
+                    if done_tx.send((last_seq, result)).is_err() {
                         break;
                     }
                 }
@@ -50,23 +56,32 @@ impl WalAppender {
         })
     }
 
-    /// Starts appending `entries` in one transaction. One append at a time: the borrow of the
-    /// returned [`PendingAppend`] keeps the next one from starting before this one is waited for.
+    /// Starts appending `entries` (not empty) in one transaction.
     pub fn append(&mut self, entries: Entries) -> PendingAppend<'_> {
+        let last_seq = entries.last().map_or(0, |(seq, _, _)| *seq);
         if let Some(jobs) = &self.jobs {
             // A stopped thread answers nothing; `wait` reports it.
             let _ = jobs.send(entries);
         }
-        PendingAppend(self)
+        PendingAppend {
+            wal: self,
+            last_seq,
+        }
     }
 }
 
 impl PendingAppend<'_> {
-    /// Blocks until the append is on disk; the bytes it logged.
+    /// Blocks until the append is on disk; the bytes it logged. The results of earlier appends
+    /// nobody waited for (an unwinding turn) are passed over: only this one's counts.
     pub fn wait(self) -> anyhow::Result<u64> {
-        match self.0.done.recv() {
-            Ok(result) => result.map_err(|e| anyhow::anyhow!("writing the WAL: {e}")),
-            Err(_) => anyhow::bail!("writing the WAL: the appender thread stopped"),
+        loop {
+            match self.wal.done.recv() {
+                Ok((seq, _)) if seq < self.last_seq => continue,
+                Ok((_, result)) => {
+                    return result.map_err(|e| anyhow::anyhow!("writing the WAL: {e}"));
+                }
+                Err(_) => anyhow::bail!("writing the WAL: the appender thread stopped"),
+            }
         }
     }
 }
@@ -102,9 +117,19 @@ mod tests {
             .wait()
             .unwrap_err();
         assert!(error.to_string().contains("writing the WAL"), "{error:#}");
+        // An append nobody waited for (refused here) does not answer for the next one.
+        let _unwaited = wal.append(vec![(1, input.clone(), Hash::ZERO)]);
+        assert!(
+            wal.append(vec![(3, input.clone(), Hash::ZERO)])
+                .wait()
+                .is_ok()
+        );
         drop(wal);
         let replay = store.recover().unwrap().replay;
         let logged: Vec<(u64, Hash)> = replay.iter().map(|l| (l.seq, l.state_before)).collect();
-        assert_eq!(logged, vec![(1, Hash([7; 32])), (2, Hash::ZERO)]);
+        assert_eq!(
+            logged,
+            vec![(1, Hash([7; 32])), (2, Hash::ZERO), (3, Hash::ZERO)]
+        );
     }
 }

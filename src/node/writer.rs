@@ -737,13 +737,29 @@ impl Writer {
             })
             .collect();
         let pending = self.wal.append(entries);
-        let outputs: Vec<(RuntimeOutput, Option<Address>)> = inputs
-            .into_iter()
-            .map(|(input, peer)| (self.runtime.apply(input), peer))
-            .collect();
+        let runtime = &mut self.runtime;
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let outputs: Vec<(RuntimeOutput, Option<Address>)> = inputs
+                .into_iter()
+                .map(|(input, peer)| (runtime.apply(input), peer))
+                .collect();
+            (outputs, runtime.state().hash())
+        }));
+        let logged = pending.wait();
+        let (outputs, state_hash) = match applied {
+            Ok(applied) => applied,
+            Err(panic) => {
+                // A bug in the core: the inputs that hit it leave the log again (nothing of
+                // them was sent), or the node would meet the same panic at every start.
+                if logged.is_ok() {
+                    let _ = self.store.truncate_from(first_seq);
+                }
+                std::panic::resume_unwind(panic);
+            }
+        };
+        self.logged_since_snapshot += logged?;
         self.seq += outputs.len() as u64;
-        self.state_hash = self.runtime.state().hash();
-        self.logged_since_snapshot += pending.wait()?;
+        self.state_hash = state_hash;
         if self.seq - self.last_snapshot_seq >= self.config.node.snapshot_every
             || self.logged_since_snapshot >= self.config.node.snapshot_every_bytes
         {

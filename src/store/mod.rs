@@ -1,9 +1,9 @@
 //! Persistence in redb (ARCHITECTURE.md, store): the write-ahead log of runtime inputs and
 //! snapshots of the runtime state.
 //!
-//! The contract with the node: an input is appended, with the state hash it leads to, before any
-//! output it caused leaves the process. Recovery is the latest snapshot that checks out, plus
-//! the inputs after it, each of which must reproduce its recorded hash.
+//! The contract with the node: an input is appended, with the hash of the state it is applied
+//! to, before any output it caused leaves the process. Recovery is the latest snapshot that
+//! checks out, plus the inputs after it, each of which must meet its recorded hash.
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
@@ -13,7 +13,8 @@ use xln_core::runtime::{RuntimeInput, RuntimeState};
 
 /// Every table, in one place.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// Input number → state hash after it (32 bytes) ‖ the input (postcard).
+/// Input number → hash of the state it is applied to (32 bytes; zero: not recorded) ‖ the
+/// input (postcard).
 const WAL: TableDefinition<u64, &[u8]> = TableDefinition::new("wal");
 /// Number of the last input it includes → keccak of the state (32 bytes) ‖ the state (postcard).
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
@@ -30,7 +31,10 @@ const SCHEMA_KEY: &str = "schema_version";
 /// resolve until its makers' legs committed (`EntityState::swap_legs`). 8: a swap resolve names
 /// the offer's terms. 9: each replica of a board keeps the chain requests its committed frames
 /// made, and the batch nonce each was co-signed at. 10: the entity state hash commits to its
-/// payments by a Merkle root.
+/// payments by a Merkle root. 11: the order of finished payments by a Merkle root, disputes as
+/// entity transactions (`EntityTx::Dispute`, `ChainRequest::StartDispute`), state snapshots
+/// between board members, and the WAL records the state an input is applied to, not the one
+/// it led to.
 pub const SCHEMA_VERSION: u64 = 11;
 /// Snapshots kept: an older one to fall back on if the newest does not check out.
 const KEPT_SNAPSHOTS: usize = 2;

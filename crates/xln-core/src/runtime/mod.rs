@@ -208,8 +208,8 @@ pub struct RuntimeState {
 }
 
 impl RuntimeState {
-    /// A commitment to the whole runtime state (the node logs it with every input, and checks
-    /// it on replay): the time and each replica's [`EntityReplica::hash`], which costs what
+    /// A commitment to the whole runtime state (the node logs it with each batch of inputs, as
+    /// the state they are applied to, and checks it on replay): the time and each replica's [`EntityReplica::hash`], which costs what
     /// changed since the last call.
     pub fn hash(&self) -> Hash {
         self.commitment(EntityReplica::hash)

@@ -442,10 +442,15 @@ fn only_the_latest_finished_payments_stay_in_the_state() {
     let mut net = Network::new(2, FEE);
     net.connect(&chain(2));
     let count = KEPT_FINISHED_PAYMENTS + 2;
+    let secret = |i: usize| {
+        let mut secret = [0u8; 32];
+        secret[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        secret
+    };
+    let hashlock = |i: usize| crate::crypto::keccak256(&secret(i));
     let orders = (0..count)
         .map(|i| {
-            let mut secret = [0u8; 32];
-            secret[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let secret = secret(i);
             EntityTx::Pay(Box::new(PaymentOrder {
                 token: TOKEN,
                 amount: 1,
@@ -464,6 +469,11 @@ fn only_the_latest_finished_payments_stay_in_the_state() {
     );
     let state = net.entity(0);
     assert_eq!(state.payments.len(), KEPT_FINISHED_PAYMENTS);
+    // The two that finished first are the ones forgotten.
+    assert!(!state.payments.contains_key(&hashlock(0)));
+    assert!(!state.payments.contains_key(&hashlock(1)));
+    assert!(state.payments.contains_key(&hashlock(2)));
+    assert!(state.payments.contains_key(&hashlock(count - 1)));
     assert!(
         state
             .payments
