@@ -183,6 +183,27 @@ impl Hub {
     }
 
     /// An entity message from member `from` to member `to`.
+    /// Member 2 refused what it was just given (`out` is what that produced), for the reason
+    /// `expected` checks, and its replica is still `before`.
+    fn assert_refused(
+        &self,
+        what: &str,
+        out: &[Envelope],
+        expected: fn(&ConsensusError) -> bool,
+        before: &EntityReplica,
+    ) {
+        assert!(out.is_empty(), "{what}: {out:?}");
+        assert!(
+            matches!(
+                &self.rejected[..],
+                [(2, RuntimeError::Consensus { error, .. })] if expected(error)
+            ),
+            "{what}: {:?}",
+            self.rejected
+        );
+        assert_eq!(self.replica(2), before, "{what}: the replica changed");
+    }
+
     fn envelope(&self, from: usize, to: usize, message: EntityMessage) -> Envelope {
         Envelope {
             from: self.replica_id(from),
@@ -393,16 +414,7 @@ fn a_forged_sync_reply_is_refused_and_changes_nothing() {
                 ..RuntimeInput::default()
             },
         );
-        assert!(out.is_empty(), "{what}: {out:?}");
-        assert!(
-            matches!(
-                &hub.rejected[..],
-                [(2, RuntimeError::Consensus { error, .. })] if expected(error)
-            ),
-            "{what}: {:?}",
-            hub.rejected
-        );
-        assert_eq!(hub.replica(2), &before, "{what}: the replica changed");
+        hub.assert_refused(what, &out, expected, &before);
     }
 
     // The genuine reply, from any member, goes through.
@@ -644,16 +656,7 @@ fn a_forged_state_snapshot_is_refused_and_changes_nothing() {
                 commit,
             },
         );
-        assert!(out.is_empty(), "{what}: {out:?}");
-        assert!(
-            matches!(
-                &hub.rejected[..],
-                [(2, RuntimeError::Consensus { error, .. })] if expected(error)
-            ),
-            "{what}: {:?}",
-            hub.rejected
-        );
-        assert_eq!(hub.replica(2), &before, "{what}: the replica changed");
+        hub.assert_refused(what, &out, expected, &before);
     }
     // The genuine snapshot from outside the board.
     let mut from_a_stranger = hub.envelope(
