@@ -484,7 +484,24 @@ impl EntityReplica {
             EntityMessage::Commit { frame, certificate } => {
                 self.on_commit(&frame, &certificate, now)
             }
-            EntityMessage::SyncRequest { from_height } => self.on_sync_request(from, from_height),
+            EntityMessage::SyncRequest { from_height } => {
+                let mut outputs = self.on_sync_request(from, from_height)?;
+                // The member was behind, so it refused our frame in flight as ahead of it:
+                // once the reply caught it up, it needs that proposal again (nothing else
+                // sends it twice), or a quorum that counts on it never forms.
+                if let Some(in_flight) = &self.in_flight
+                    && !outputs.is_empty()
+                {
+                    outputs.push(ReplicaOutput::ToMember {
+                        signer: from,
+                        message: EntityMessage::Propose {
+                            frame: in_flight.frame.clone(),
+                            signature: key.sign(&in_flight.hash),
+                        },
+                    });
+                }
+                Ok(outputs)
+            }
             EntityMessage::SyncReply {
                 commits,
                 committed_height,

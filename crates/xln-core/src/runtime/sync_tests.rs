@@ -285,6 +285,25 @@ fn a_member_that_missed_commits_catches_up_when_it_hears_from_the_proposer_again
 }
 
 #[test]
+fn a_member_that_was_behind_precommits_the_frame_in_flight_once_caught_up() {
+    let mut hub = Hub::new();
+    hub.commit_block();
+    hub.online[2] = false;
+    for _ in 0..5 {
+        hub.commit_block();
+    }
+    assert_eq!(hub.heights(), [6, 6, 1]);
+    // Member 1 goes down as member 2 comes back: the frame at 7 needs member 2's precommit,
+    // and member 2 first refuses it as ahead of its height, then catches up and takes the
+    // proposal the proposer sends again with its reply.
+    hub.online[1] = false;
+    hub.online[2] = true;
+    hub.commit_block();
+    assert_eq!(hub.heights(), [7, 6, 7]);
+    assert_eq!(hub.replica(2).state().hash(), hub.replica(0).state().hash());
+}
+
+#[test]
 fn a_flood_of_frames_from_ahead_makes_one_request_per_retry_interval() {
     let mut hub = Hub::new();
     hub.online[2] = false;
