@@ -304,15 +304,7 @@ pub fn check_share(
             other.contributor.short()
         ));
     }
-    let mut boards: BTreeMap<EntityId, Board> = share
-        .boards
-        .iter()
-        .map(|board| (board.lazy_entity_id(), board.clone()))
-        .collect();
-    for (peer, entry) in &state.accounts {
-        boards.insert(*peer, entry.peer_board.clone());
-    }
-    boards.insert(state.id, state.board.clone());
+    let boards = state.known_boards(&share.boards);
     for position in &share.positions {
         position
             .verify(state.domain, &boards)

@@ -354,7 +354,7 @@ impl From<NettingError> for Refusal {
 impl EntityState {
     /// The boards we know: ours, our peers', and the given ones of lazy entities (by the id
     /// they hash to). A peer's board comes from its account, whatever is given.
-    fn known_boards(&self, given: &[Board]) -> BTreeMap<EntityId, Board> {
+    pub fn known_boards(&self, given: &[Board]) -> BTreeMap<EntityId, Board> {
         let mut boards: BTreeMap<EntityId, Board> = given
             .iter()
             .map(|board| (board.lazy_entity_id(), board.clone()))

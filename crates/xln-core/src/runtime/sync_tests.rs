@@ -182,7 +182,26 @@ impl Hub {
         self.deliver(messages);
     }
 
-    /// An entity message from member `from` to member `to`.
+    /// Member 2 goes offline and the others commit `frames` frames without it.
+    fn commit_without_member_2(&mut self, frames: usize) {
+        self.online[2] = false;
+        for _ in 0..frames {
+            self.commit_block();
+        }
+    }
+
+    /// Member 1 goes offline and member 2 comes back: the next frame commits only with member
+    /// 2's precommit, and member 2 ends with the proposer's state.
+    fn commit_with_member_2_instead_of_1(&mut self) {
+        self.online[1] = false;
+        self.online[2] = true;
+        self.commit_block();
+        assert_eq!(
+            self.replica(2).state().hash(),
+            self.replica(0).state().hash()
+        );
+    }
+
     /// Member 2 refused what it was just given (`out` is what that produced), for the reason
     /// `expected` checks, and its replica is still `before`.
     fn assert_refused(
@@ -204,6 +223,7 @@ impl Hub {
         assert_eq!(self.replica(2), before, "{what}: the replica changed");
     }
 
+    /// An entity message from member `from` to member `to`.
     fn envelope(&self, from: usize, to: usize, message: EntityMessage) -> Envelope {
         Envelope {
             from: self.replica_id(from),
@@ -246,10 +266,7 @@ fn sync_requests(messages: &[Envelope]) -> Vec<u64> {
 fn a_member_that_missed_commits_catches_up_when_it_hears_from_the_proposer_again() {
     let mut hub = Hub::new();
     hub.commit_block();
-    hub.online[2] = false;
-    for _ in 0..5 {
-        hub.commit_block();
-    }
+    hub.commit_without_member_2(5);
     assert_eq!(hub.heights(), [6, 6, 1]);
     assert!(hub.rejected.is_empty(), "{:?}", hub.rejected);
 
@@ -288,28 +305,19 @@ fn a_member_that_missed_commits_catches_up_when_it_hears_from_the_proposer_again
 fn a_member_that_was_behind_precommits_the_frame_in_flight_once_caught_up() {
     let mut hub = Hub::new();
     hub.commit_block();
-    hub.online[2] = false;
-    for _ in 0..5 {
-        hub.commit_block();
-    }
+    hub.commit_without_member_2(5);
     assert_eq!(hub.heights(), [6, 6, 1]);
     // Member 1 goes down as member 2 comes back: the frame at 7 needs member 2's precommit,
     // and member 2 first refuses it as ahead of its height, then catches up and takes the
     // proposal the proposer sends again with its reply.
-    hub.online[1] = false;
-    hub.online[2] = true;
-    hub.commit_block();
+    hub.commit_with_member_2_instead_of_1();
     assert_eq!(hub.heights(), [7, 6, 7]);
-    assert_eq!(hub.replica(2).state().hash(), hub.replica(0).state().hash());
 }
 
 #[test]
 fn a_flood_of_frames_from_ahead_makes_one_request_per_retry_interval() {
     let mut hub = Hub::new();
-    hub.online[2] = false;
-    for _ in 0..3 {
-        hub.commit_block();
-    }
+    hub.commit_without_member_2(3);
     let commit = hub
         .lost
         .iter()
@@ -349,10 +357,7 @@ fn a_flood_of_frames_from_ahead_makes_one_request_per_retry_interval() {
 #[test]
 fn a_forged_sync_reply_is_refused_and_changes_nothing() {
     let mut hub = Hub::new();
-    hub.online[2] = false;
-    for _ in 0..4 {
-        hub.commit_block();
-    }
+    hub.commit_without_member_2(4);
     assert_eq!(hub.heights(), [4, 4, 0]);
     let (genuine, committed_height) = hub.reply_to_member_2(1);
     assert_eq!(genuine.len(), 4);
@@ -562,10 +567,7 @@ fn a_member_further_behind_than_the_kept_commits_catches_up_from_a_state_snapsho
 fn a_forged_state_snapshot_is_refused_and_changes_nothing() {
     let mut hub = Hub::new();
     hub.commit_block();
-    hub.online[2] = false;
-    for _ in 0..3 {
-        hub.commit_block();
-    }
+    hub.commit_without_member_2(3);
     assert_eq!(hub.heights(), [4, 4, 1]);
     let (state, commit) = hub.proposer_snapshot();
     let id = hub.id;
@@ -727,21 +729,15 @@ fn a_forged_state_snapshot_is_refused_and_changes_nothing() {
     assert!(hub.rejected.is_empty(), "{:?}", hub.rejected);
     assert_eq!(hub.snapshots, [(2, 1, 4)]);
     assert_eq!(hub.heights(), [4, 4, 4]);
-    hub.online[2] = true;
-    hub.online[1] = false;
-    hub.commit_block();
+    hub.commit_with_member_2_instead_of_1();
     assert_eq!(hub.heights(), [5, 4, 5]);
-    assert_eq!(hub.replica(2).state().hash(), hub.replica(0).state().hash());
 }
 
 #[test]
 fn a_state_too_large_for_one_message_is_not_sent_and_the_member_is_told_why() {
     let mut hub = Hub::new();
     hub.commit_block();
-    hub.online[2] = false;
-    for _ in 0..KEPT_COMMITS {
-        hub.commit_block();
-    }
+    hub.commit_without_member_2(KEPT_COMMITS);
     // Then it opens enough accounts that its state no longer fits in one message.
     let mut peers = 0u32;
     while crate::codec::encode(hub.replica(0).state()).len() <= MAX_SNAPSHOT_BYTES {
